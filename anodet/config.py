@@ -1,0 +1,185 @@
+"""Experiment configuration: frozen dataclasses, the named presets, YAML load/save.
+
+A YAML file is either a full resolved config (as written to ``EXPDIR/config.yaml``) or a
+custom preset: ``preset: rgbd_full`` plus the sections and keys to override. Unknown keys
+are rejected with the list of valid ones, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from anodet.errors import AnodetError
+
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
+REDUCTIONS = ("pca", "orthogonal", "group")
+THRESHOLD_METHODS = ("image_quantile", "pixel_quantile")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a frame becomes model input. Shared verbatim by training and the runtime."""
+
+    image_size: int = 256  # square model input, pixels
+    fill_holes: bool = True  # fill missing depth from the nearest valid pixel
+    remove_plane: bool = False  # fit a plane on the border and flatten tilt
+    val_fraction: float = 0.2  # share of train split held out when no validation split exists
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The detector: backbone, fixed aligner, autoencoder, scoring."""
+
+    backbone: str = "resnet50"
+    in_channels: int = 4  # 4 = RGB + depth, 3 = RGB only
+    layers: tuple[str, ...] = LAYERS
+    feature_size: int = 64  # side of the aligned feature map
+    reduce_channels: int | None = 64  # channels kept per layer (None: use reduction_factor)
+    reduction_factor: int = 1  # channels // factor per layer when reduce_channels is None
+    reduction: str = "pca"  # fixed 1x1 projection: pca | orthogonal | group
+    reduce_first: bool = True  # reduce at native resolution, then upsample (same result, cheaper)
+    smooth_kernel: int = 3  # mean filter on the aligned map (reflection padded); 1 = off
+    latent_dim: int = 128  # autoencoder bottleneck d (DFR: C -> (C+2d)/2 -> 2d -> d)
+    blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Autoencoder fit on cached features (backbone and aligner never train)."""
+
+    epochs: int = 200
+    batch_size: int = 4096  # pixel feature vectors per step (a 1x1-conv AE is a per-pixel MLP)
+    pixels_per_image: int = 512  # pixel vectors sampled per training image per epoch
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 15  # epochs without validation improvement before stopping
+    grad_clip: float = 1.0
+    seed: int = 0
+    threshold_method: str = "image_quantile"
+    threshold_quantile: float = 0.99
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    preset: str = "rgbd_full"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"]["layers"] = list(self.model.layers)
+        return out
+
+
+PRESETS: dict[str, ExperimentConfig] = {
+    "rgbd_full": ExperimentConfig(preset="rgbd_full"),
+    "rgb_baseline": ExperimentConfig(preset="rgb_baseline", model=ModelConfig(in_channels=3)),
+    "rgbd_reduced": ExperimentConfig(
+        preset="rgbd_reduced", model=ModelConfig(layers=("layer2", "layer3"))
+    ),
+}
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _check_keys(name: str, given: dict, allowed: list[str]) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise AnodetError(
+            f"unknown key(s) {', '.join(unknown)} in {name}; valid keys: {', '.join(allowed)}"
+        )
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check value ranges and choices; return ``cfg`` unchanged when valid."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    if m.backbone not in BACKBONES:
+        raise AnodetError(f"unknown backbone {m.backbone!r}; valid: {', '.join(BACKBONES)}")
+    if m.in_channels not in (3, 4):
+        raise AnodetError(f"model.in_channels must be 3 (RGB) or 4 (RGB-D), got {m.in_channels}")
+    if not m.layers or any(layer not in LAYERS for layer in m.layers):
+        raise AnodetError(f"model.layers must be a subset of {', '.join(LAYERS)}, got {m.layers}")
+    if list(m.layers) != sorted(m.layers):
+        raise AnodetError(f"model.layers must be in network order, got {m.layers}")
+    if m.reduction not in REDUCTIONS:
+        raise AnodetError(f"unknown reduction {m.reduction!r}; valid: {', '.join(REDUCTIONS)}")
+    if t.threshold_method not in THRESHOLD_METHODS:
+        raise AnodetError(
+            f"unknown threshold_method {t.threshold_method!r}; valid: {', '.join(THRESHOLD_METHODS)}"
+        )
+    if d.image_size < 32 or d.image_size % 32:
+        raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
+    if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:
+        raise AnodetError("model.feature_size >= 2, latent_dim >= 1 and smooth_kernel >= 1 required")
+    if m.reduce_channels is not None and m.reduce_channels < 1:
+        raise AnodetError("model.reduce_channels must be positive (or null to use reduction_factor)")
+    if not 0.0 < t.threshold_quantile <= 1.0:
+        raise AnodetError(f"train.threshold_quantile must be in (0, 1], got {t.threshold_quantile}")
+    if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:
+        raise AnodetError("train.epochs >= 1, train.batch_size >= 2 and train.lr > 0 required")
+    return cfg
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Build a config from a (possibly partial) dict; missing keys come from the base preset."""
+    if not isinstance(raw, dict):
+        raise AnodetError(f"{source}: expected a mapping at the top level")
+    _check_keys(source, raw, ["preset", *_SECTIONS])
+    base_name = raw.get("preset", "rgbd_full")
+    base = PRESETS.get(base_name)
+    if base is None:
+        # A resolved custom config names itself; its sections must then be complete.
+        base = ExperimentConfig(preset=base_name)
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            raise AnodetError(f"{source}: section {name!r} must be a mapping")
+        _check_keys(f"{source} section {name!r}", given, [f.name for f in dataclasses.fields(cls)])
+        if "layers" in given:
+            given = {**given, "layers": tuple(given["layers"])}
+        try:
+            sections[name] = dataclasses.replace(getattr(base, name), **given)
+        except TypeError as exc:
+            raise AnodetError(f"{source} section {name!r}: {exc}") from None
+    return validate(ExperimentConfig(preset=base_name, **sections))
+
+
+def load(preset_or_path: str | Path) -> ExperimentConfig:
+    """Resolve ``--config``: a preset name or a YAML file."""
+    name = str(preset_or_path)
+    if name in PRESETS:
+        return PRESETS[name]
+    path = Path(name)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise AnodetError(
+            f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)} (or a .yaml file)"
+        )
+    if not path.is_file():
+        raise AnodetError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AnodetError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return from_dict(raw or {}, source=str(path))
+
+
+def save(cfg: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config as YAML (loadable by :func:`load`)."""
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def with_overrides(cfg: ExperimentConfig, section: str, **values: Any) -> ExperimentConfig:
+    """Return ``cfg`` with keys of one section replaced (``None`` values are ignored)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    new_section = dataclasses.replace(getattr(cfg, section), **values)
+    return validate(dataclasses.replace(cfg, **{section: new_section}))

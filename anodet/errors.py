@@ -1,0 +1,9 @@
+"""The one exception type the CLI turns into a readable line and exit code 2."""
+
+
+class AnodetError(Exception):
+    """A user-facing error: bad input, missing file, unavailable backend.
+
+    The message must be one readable sentence that names the file or option at fault
+    and, where there is a choice, lists the valid options.
+    """
