@@ -1,0 +1,229 @@
+"""Export a trained detector to one fused ONNX graph, with metadata and a parity proof.
+
+The graph goes from camera-space inputs (rgb uint8, depth in metres) to decisions: input
+normalisation, backbone, aligner, autoencoder, scoring, upsampling, blur, score normalisation
+and the calibrated threshold. The file is written to a temporary name, checked, compared with
+PyTorch on real preprocessed samples stored in the checkpoint, and only then renamed into
+place: a failed check never leaves a file under the output name.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from anodet import __version__
+from anodet.artifact import (
+    INPUT_DEPTH,
+    INPUT_RGB,
+    METADATA_KEY,
+    OUTPUT_MAP,
+    OUTPUT_MASK,
+    OUTPUT_SCORE,
+    OUTPUTS,
+    ModelInfo,
+)
+from anodet.errors import AnodetError
+from anodet.models.detector import Detector, load_detector
+from anodet.preprocess import PreprocessSpec
+
+log = logging.getLogger(__name__)
+PARITY_ATOL = 1e-3  # max |ONNX - PyTorch| on the normalised map and score (FP32)
+PARITY_ATOL_FP16 = 5e-2  # FP16 graphs are compared on the same samples, looser bound
+
+
+class ExportGraph(nn.Module):
+    """Tuple-returning wrapper: the ONNX exporter wants positional outputs in a fixed order.
+
+    With ``fp16`` the backbone, aligner and autoencoder run in half precision while input
+    normalisation and scoring stay FP32: they are cheap, and the per-image depth mean and the
+    squared error lose precision in FP16. Inputs and outputs keep their types, which is the
+    graph TensorRT 11 (strongly typed, no FP16 builder flag) needs.
+    """
+
+    def __init__(self, det: Detector, fp16: bool = False):
+        super().__init__()
+        self.det, self.fp16 = det, fp16
+        if fp16:
+            for part in (det.backbone, det.aligner, det.autoencoder):
+                part.half()
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor | None = None):
+        d = self.det
+        x = d.input_norm(rgb, depth)
+        feats = d.aligner(d.backbone(x.half() if self.fp16 else x))
+        raw = d.scorer.raw_map(feats.float(), d.autoencoder(feats).float())
+        out = d.scorer.decide(raw)
+        return out[OUTPUT_SCORE], out[OUTPUT_MAP], out[OUTPUT_MASK]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    info: ModelInfo
+    parity: dict[str, float]
+    size_mb: float
+
+
+def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> ModelInfo:
+    """The metadata that travels with the exported model."""
+    cfg = det.cfg
+    ck = getattr(det, "checkpoint_info", {})
+    return ModelInfo(
+        version=__version__,
+        preset=cfg.preset,
+        in_channels=cfg.model.in_channels,
+        image_size=cfg.data.image_size,
+        preprocess=PreprocessSpec(cfg.data.image_size, cfg.data.fill_holes, cfg.data.remove_plane),
+        raw_threshold=float(det.scorer.raw_threshold),
+        score_scale=float(det.scorer.score_scale),
+        batch=batch,
+        precision=precision,
+        extra={
+            "config": cfg.to_dict(),
+            "weights_source": det.weights_source,
+            "data_fingerprint": ck.get("data_fingerprint"),
+            "calibration": ck.get("calibration"),
+            "normalisation": {
+                "rgb": "ImageNet mean/std on 0-255 values, inside the graph",
+                "depth": "minus each image's mean valid depth, divided by depth_scale, inside the graph",
+                "depth_scale_m": float(det.input_norm.depth_scale),
+            },
+            "preprocessing_outside_graph": (
+                "anodet.preprocess.prepare_frame: xyz -> z, hole filling, optional plane removal, "
+                "resize to image_size (RGB area/cubic, depth nearest)"
+            ),
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__,
+        },
+    )
+
+
+def parity_samples(det: Detector) -> tuple[np.ndarray, np.ndarray | None]:
+    """The real preprocessed validation frames stored in the checkpoint at training time."""
+    ck = getattr(det, "checkpoint_info", {})
+    samples = ck.get("parity_samples")
+    if not samples:
+        raise AnodetError("the checkpoint holds no parity samples; retrain it with this anodet version")
+    rgb = samples["rgb"].numpy()
+    depth = samples["depth"].numpy() if samples.get("depth") is not None else None
+    return rgb, depth
+
+
+def _torch_outputs(det: Detector, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = det(torch.from_numpy(rgb), torch.from_numpy(depth) if depth is not None else None)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def run_onnx(path: Path, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Run an exported model in ONNX Runtime CPU on a batch (chunked for fixed-batch models)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fixed = sess.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else rgb.shape[0]
+    parts = []
+    for i in range(0, rgb.shape[0], step):
+        feed = {INPUT_RGB: rgb[i : i + step]}
+        if depth is not None:
+            feed[INPUT_DEPTH] = depth[i : i + step]
+        parts.append(dict(zip(OUTPUTS, sess.run(list(OUTPUTS), feed))))
+    return {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
+
+
+def parity(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs differences of map and score, and the share of identical image/pixel decisions."""
+    return {
+        "max_abs_map": float(np.abs(reference[OUTPUT_MAP] - other[OUTPUT_MAP]).max()),
+        "max_abs_score": float(np.abs(reference[OUTPUT_SCORE] - other[OUTPUT_SCORE]).max()),
+        "image_decisions_equal": float(np.mean((reference[OUTPUT_SCORE] > 0.5) == (other[OUTPUT_SCORE] > 0.5))),
+        "pixel_decisions_equal": float(np.mean(reference[OUTPUT_MASK] == other[OUTPUT_MASK])),
+    }
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise AnodetError(f"output {path} exists; pass --force to overwrite")
+    if not path.parent.exists():
+        raise AnodetError(f"output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise AnodetError(f"output folder {path.parent} is not writable")
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    opset: int = 17,
+    batch: int | None = 1,
+    fp16: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``output`` (.onnx). ``batch=None`` makes the batch dynamic."""
+    output = Path(output)
+    _check_output(output, force)
+    det = load_detector(checkpoint).eval()
+    rgb, depth = parity_samples(det)
+    info = model_info(det, batch=batch, precision="fp16" if fp16 else "fp32")
+    fd, tmp_name = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _trace(copy.deepcopy(det) if fp16 else det, tmp, info, opset, batch, fp16)
+        det.eval()
+        model = onnx.load(str(tmp))
+        meta = {METADATA_KEY: info.to_json(), "anodet_version": __version__, "preset": info.preset,
+                "threshold": "0.5 on normalised score/map", "inputs": json.dumps(info.input_spec())}
+        del model.metadata_props[:]
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+        model.producer_name, model.producer_version = "anodet", __version__
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        ref = _torch_outputs(det, rgb, depth)
+        got = run_onnx(tmp, rgb, depth)
+        result = parity(ref, got)
+        bound = PARITY_ATOL_FP16 if fp16 else PARITY_ATOL
+        ok = result["max_abs_map"] <= bound and result["max_abs_score"] <= bound
+        ok = ok and (fp16 or result["image_decisions_equal"] == 1.0)
+        if not ok:
+            raise AnodetError(
+                f"parity check failed: max |map diff| {result['max_abs_map']:.2e}, "
+                f"|score diff| {result['max_abs_score']:.2e} (bound {bound:g}); nothing written to {output}"
+            )
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ExportResult(output, info, result, output.stat().st_size / 2**20)
+
+
+def _trace(det: Detector, path: Path, info: ModelInfo, opset: int, batch: int | None, fp16: bool) -> None:
+    s = info.image_size
+    n = batch or 2
+    args = [torch.zeros(n, s, s, 3, dtype=torch.uint8)]
+    names = [INPUT_RGB]
+    if info.needs_depth:
+        args.append(torch.full((n, s, s), 0.5))
+        names.append(INPUT_DEPTH)
+    dynamic = None
+    if batch is None:
+        dynamic = {name: {0: "batch"} for name in [*names, *OUTPUTS]}
+    # The wrapper must be in eval mode: the exporter restores the wrapper's mode afterwards,
+    # and a fresh nn.Module is in training mode, which would switch BatchNorm to batch stats.
+    torch.onnx.export(
+        ExportGraph(det, fp16).eval(), tuple(args), str(path), input_names=names, output_names=list(OUTPUTS),
+        opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
+    )

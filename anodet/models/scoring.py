@@ -1,0 +1,60 @@
+"""Anomaly scoring: reconstruction error -> full-size map -> blur -> normalised score and mask.
+
+Normalisation maps the calibrated threshold to 0.5: ``(raw - threshold) / scale + 0.5``.
+Unlike anomalib we do not clamp to [0, 1]: clamping ties every strong anomaly at 1.0 and
+would make metrics computed from an exported model differ from the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D Gaussian taps (odd length ~ 4 sigma each side), summing to 1."""
+    radius = max(1, int(math.ceil(4 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+class Scorer(nn.Module):
+    """(features, reconstruction) N x C x h x w -> raw map N x S x S (blurred squared error)."""
+
+    def __init__(self, image_size: int, blur_sigma: float):
+        super().__init__()
+        self.image_size = image_size
+        self.register_buffer("kernel", gaussian_kernel(blur_sigma) if blur_sigma > 0 else torch.ones(1))
+        self.register_buffer("raw_threshold", torch.tensor(1.0))
+        self.register_buffer("score_scale", torch.tensor(1.0))
+
+    def raw_map(self, feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        err = (feats - recon).pow(2).mean(dim=1, keepdim=True)  # N x 1 x h x w
+        s = self.image_size
+        err = F.interpolate(err, size=(s, s), mode="bilinear", align_corners=False)
+        k = self.kernel.numel()
+        if k > 1:
+            # Separable blur with reflection padding: two 1-D passes instead of one k x k pass.
+            p = k // 2
+            err = F.pad(err, (p, p, 0, 0), mode="reflect")
+            err = F.conv2d(err, self.kernel.view(1, 1, 1, k))
+            err = F.pad(err, (0, 0, p, p), mode="reflect")
+            err = F.conv2d(err, self.kernel.view(1, 1, k, 1))
+        return err[:, 0]
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self.raw_threshold) / self.score_scale + 0.5
+
+    def decide(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """raw N x S x S -> score (N,), anomaly_map (N,S,S), mask (N,S,S) uint8."""
+        amap = self.normalise(raw)
+        score = amap.flatten(1).amax(dim=1)
+        return {"score": score, "anomaly_map": amap, "mask": (amap > 0.5).to(torch.uint8)}
+
+    def set_calibration(self, raw_threshold: float, score_scale: float) -> None:
+        self.raw_threshold.fill_(float(raw_threshold))
+        self.score_scale.fill_(float(max(score_scale, 1e-12)))

@@ -1,0 +1,273 @@
+"""Training: cache the fixed features once, fit the autoencoder on pixel vectors, calibrate.
+
+The backbone and aligner never change, so their output for the training set is computed once
+(float16 in memory) and every epoch only runs the autoencoder on sampled pixel vectors
+(B x C x 1 x 1). Early stopping watches the validation loss; the threshold and score
+normalisation are calibrated on validation normals at the end and stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from anodet import config as cfgmod
+from anodet.checkpoint import read_checkpoint, write_checkpoint
+from anodet.config import ExperimentConfig
+from anodet.data.arrays import fingerprint, load_arrays
+from anodet.data.samples import describe, discover
+from anodet.errors import AnodetError
+from anodet.experiment import log_to, prepare_out_dir, resolve_device
+from anodet.features import aligned_features, fit_fixed_part
+from anodet.models.detector import Detector, build_detector, centred_depth
+from anodet.preprocess import PreprocessSpec
+
+log = logging.getLogger(__name__)
+PARITY_SAMPLES = 4
+SAVE_EVERY_S = 10.0  # last.pt/best.pt hold ~100 MB: write them at most this often, and at the end
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_checkpoint: Path
+    epochs_run: int
+    best_val_loss: float
+    raw_threshold: float
+    seconds: float
+    weights_source: str
+
+
+def depth_scale(depth: np.ndarray) -> float:
+    """Std (metres) of mean-centred valid depth over the training images."""
+    d = torch.from_numpy(depth)
+    c = centred_depth(d)
+    vals = c[d > 0]
+    return float(vals.std()) if vals.numel() > 1 else 0.01
+
+
+def calibrate(raw_maps: torch.Tensor, method: str, q: float) -> tuple[float, float]:
+    """Threshold and scale from validation-normal raw maps N x S x S.
+
+    image_quantile: the q-quantile of the normal images' max scores (q = 1.0: no false alarm
+    on validation). pixel_quantile: the q-quantile of all normal pixels. The scale maps the
+    smallest normal pixel to 0 and the threshold to 0.5.
+    """
+    flat = raw_maps.flatten(1).float()
+    if method == "image_quantile":
+        thr = float(torch.quantile(flat.amax(dim=1), q))
+    else:
+        sample = flat.flatten()
+        if sample.numel() > 4_000_000:  # torch.quantile has an input size limit
+            sample = sample[torch.randperm(sample.numel())[:4_000_000]]
+        thr = float(torch.quantile(sample, q))
+    low = float(flat.min())
+    return thr, max((thr - low) / 0.5, 1e-12)
+
+
+def _check_resume(ckpt: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
+    if ckpt.get("config") != cfg.to_dict():
+        raise AnodetError(f"--resume: {path} was trained with a different config; use the same --config and options")
+    if "optimizer" not in ckpt:
+        raise AnodetError(f"--resume: {path} holds no optimizer state (use last.pt)")
+
+
+def _write_history(history: list[dict[str, float]], out_dir: Path) -> None:
+    if not history:
+        return
+    with open(out_dir / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], label="train")
+    ax.plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax.set_xlabel("epoch"), ax.set_ylabel("MSE (standardised features)"), ax.set_yscale("log")
+    ax.legend(), ax.grid(alpha=0.3), ax.set_title("autoencoder loss")
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def _pixels(feats: torch.Tensor) -> torch.Tensor:
+    """N x C x F x F -> (N*F*F) x C pixel vectors (same dtype)."""
+    return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+
+
+def _val_loss(det: Detector, val_px: torch.Tensor, device: torch.device, batch: int) -> float:
+    det.autoencoder.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, val_px.shape[0], batch):
+            x = val_px[i : i + batch].to(device).float()[:, :, None, None]
+            total += float(torch.nn.functional.mse_loss(det.autoencoder(x), x, reduction="sum"))
+            n += x.numel()
+    return total / max(n, 1)
+
+
+def train(
+    cfg: ExperimentConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    weights: str = "none",
+    device: str = "auto",
+    resume: bool = False,
+) -> TrainResult:
+    """Train a detector on the normal images under ``data``; write everything to ``out``."""
+    start = time.perf_counter()
+    out_dir = prepare_out_dir(Path(out), allow_existing=True)
+    ckpt_dir = out_dir / "checkpoints"
+    resume_state = None
+    if resume:
+        resume_state = read_checkpoint(ckpt_dir / "last.pt")
+        _check_resume(resume_state, cfg, ckpt_dir / "last.pt")
+    with log_to(out_dir / "train.log"):
+        return _train(cfg, Path(data), out_dir, weights, resolve_device(device), resume_state, start)
+
+
+def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult:
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    need_depth = cfg.model.in_channels == 4
+    ds = discover(data, need_depth=need_depth, val_fraction=cfg.data.val_fraction, seed=t.seed)
+    log.info("data: %s", describe(ds))
+    det = build_detector(cfg, weights=weights).to(dev)
+    log.info("backbone %s: %s", cfg.model.backbone, det.weights_source)
+    cfgmod.save(cfg, out_dir / "config.yaml")
+
+    spec = det_spec(cfg)
+    rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images")
+    if depth is not None:
+        det.input_norm.depth_scale.fill_(depth_scale(depth))
+    t0 = time.perf_counter()
+    train_feats = fit_fixed_part(det, rgb, depth, device=dev, seed=t.seed)
+    val_feats = None
+    keep_rgb, keep_depth = rgb, depth
+    if ds.val:
+        vrgb, vdepth = load_arrays(ds.val, spec, need_depth=need_depth, desc="val images")
+        val_feats = aligned_features(det, vrgb, vdepth, device=dev, desc="val features")
+        keep_rgb, keep_depth = vrgb, vdepth
+    else:
+        log.warning("no validation images: validation loss and calibration use the training set")
+    feature_s = time.perf_counter() - t0
+    log.info("feature cache: %d train x %s in %.1f s", len(ds.train), tuple(train_feats.shape[1:]), feature_s)
+
+    train_px = _pixels(train_feats)
+    val_px = _pixels(val_feats if val_feats is not None else train_feats)
+    gen = torch.Generator().manual_seed(t.seed)
+    val_px = val_px[torch.randperm(val_px.shape[0], generator=gen)[:200_000]]
+
+    ae = det.autoencoder
+    opt = torch.optim.Adam(ae.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    history: list[dict[str, float]] = []
+    first_epoch, best_loss, best_state, bad_epochs = 1, float("inf"), None, 0
+    if resume_state is not None:
+        ae.load_state_dict({k[len("autoencoder."):]: v for k, v in resume_state["model"].items() if k.startswith("autoencoder.")})
+        opt.load_state_dict(resume_state["optimizer"])
+        history = list(resume_state["history"])
+        first_epoch = int(resume_state["epoch"]) + 1
+        best_loss, bad_epochs = float(resume_state["best_val_loss"]), int(resume_state["bad_epochs"])
+        best_state = resume_state.get("best_autoencoder")
+        gen.set_state(resume_state["rng"])
+        log.info("resumed from epoch %d (best val loss %.5f)", first_epoch - 1, best_loss)
+
+    n_draw = min(train_px.shape[0], t.pixels_per_image * len(ds.train))
+    fp = fingerprint(ds.train)
+    common = {"config": cfg.to_dict(), "weights_source": det.weights_source, "data_fingerprint": fp}
+    last_save, dirty = 0.0, False
+    epoch = first_epoch - 1
+    bar = tqdm(range(first_epoch, t.epochs + 1), desc="training", unit="epoch", initial=first_epoch - 1, total=t.epochs)
+    for epoch in bar:
+        ep_start = time.perf_counter()
+        ae.train()
+        idx = torch.randint(0, train_px.shape[0], (n_draw,), generator=gen)
+        total = 0.0
+        for i in range(0, n_draw, t.batch_size):
+            x = train_px[idx[i : i + t.batch_size]].to(dev).float()[:, :, None, None]
+            if x.shape[0] < 2:  # BatchNorm needs two samples
+                continue
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                loss = torch.nn.functional.mse_loss(ae(x), x)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(ae.parameters(), t.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            total += float(loss) * x.shape[0]
+        train_loss = total / max(n_draw, 1)
+        val_loss = _val_loss(det, val_px, dev, 65536)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - ep_start})
+        if val_loss < best_loss - 1e-6:
+            best_loss, bad_epochs, dirty = val_loss, 0, True
+            best_state = {k: v.detach().cpu().clone() for k, v in ae.state_dict().items()}
+        else:
+            bad_epochs += 1
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=f"{best_loss:.4f}")
+        stop = bad_epochs >= t.patience
+        if time.perf_counter() - last_save > SAVE_EVERY_S or stop or epoch == t.epochs:
+            write_checkpoint({**common, "model": det.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                              "history": history, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
+                              "best_autoencoder": best_state, "rng": gen.get_state()}, out_dir / "checkpoints" / "last.pt")
+            _write_history(history, out_dir)
+            last_save = time.perf_counter()
+        if stop:
+            log.info("early stop at epoch %d: no validation improvement for %d epochs", epoch, t.patience)
+            break
+    bar.close()
+
+    if best_state is not None:
+        ae.load_state_dict(best_state)
+    det.eval()
+    calib_feats = val_feats if val_feats is not None else train_feats
+    raw = raw_maps(det, calib_feats, dev)
+    thr, scale = calibrate(raw, t.threshold_method, t.threshold_quantile)
+    det.scorer.set_calibration(thr, scale)
+    log.info("calibrated on %d normal images: raw threshold %.5g, scale %.5g (%s q=%.3f)",
+             raw.shape[0], thr, scale, t.threshold_method, t.threshold_quantile)
+    best_path = out_dir / "checkpoints" / "best.pt"
+    write_checkpoint({**common, "model": det.state_dict(), "epoch": epoch, "history": history,
+                      "best_val_loss": best_loss, "feature_seconds": feature_s,
+                      # Real preprocessed frames: export proves ONNX/PyTorch parity on them.
+                      "parity_samples": {"rgb": torch.from_numpy(keep_rgb[:PARITY_SAMPLES].copy()),
+                                         "depth": None if keep_depth is None
+                                         else torch.from_numpy(keep_depth[:PARITY_SAMPLES].copy())},
+                      "calibration": {"raw_threshold": thr, "score_scale": scale, "method": t.threshold_method,
+                                      "quantile": t.threshold_quantile, "images": int(raw.shape[0])}}, best_path)
+    _write_history(history, out_dir)
+    seconds = time.perf_counter() - start
+    log.info("done in %.1f s: best val loss %.5f, checkpoint %s", seconds, best_loss, best_path)
+    return TrainResult(out_dir, best_path, len(history), best_loss, thr, seconds, det.weights_source)
+
+
+def det_spec(cfg: ExperimentConfig) -> PreprocessSpec:
+    """The preprocessing recipe of a config (what the runtime will apply too)."""
+    d = cfg.data
+    return PreprocessSpec(image_size=d.image_size, fill_holes=d.fill_holes, remove_plane=d.remove_plane)
+
+
+@torch.no_grad()
+def raw_maps(det: Detector, feats: torch.Tensor, dev: torch.device, batch: int = 8) -> torch.Tensor:
+    """Cached aligned features N x C x F x F -> raw maps N x S x S (float32, CPU)."""
+    out = [det.raw_map(feats[i : i + batch].to(dev).float()).cpu() for i in range(0, feats.shape[0], batch)]
+    return torch.cat(out)
