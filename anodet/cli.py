@@ -92,6 +92,41 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
     click.echo(f"checkpoint: {res.best_checkpoint}")
 
 
+@click.command("eval")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="best.pt from anodet-train (PyTorch)")
+@click.option("--model", type=click.Path(path_type=Path), help="exported .onnx or .engine (runtime backends)")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="dataset with a test split")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="output folder")
+@click.option("--save-maps", is_flag=True, help="write every anomaly map (.npy) and maps/index.csv")
+@click.option("--no-report", is_flag=True, help="skip the PNG panels and report/index.html")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (checkpoints)")
+@click.option("--backend", default="auto", show_default=True, help="runtime backend for --model")
+@click.option("--batch", default=4, show_default=True)
+@friendly
+def eval_cmd(checkpoint, model, data, out, save_maps, no_report, device, backend, batch):
+    """Image AUROC, pixel AUROC, AU-PRO and a visual report on the test split."""
+    _setup_logging(False)
+    from anodet.evaluation.evaluator import evaluate_model, open_model
+
+    mut = open_model(checkpoint, model, device=device, backend=backend)
+    res = evaluate_model(mut, data, out, save_maps=save_maps, report=not no_report, batch=batch)
+    click.echo(format_metrics(res))
+    click.echo(f"wrote {out}/metrics.json" + ("" if no_report else f" and {out}/report/index.html"))
+
+
+def format_metrics(res: dict) -> str:
+    """A small aligned table of the headline metrics, overall and per defect type."""
+    def f(v):
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    lines = [f"{'':<12} {'img AUROC':>9} {'px AUROC':>9} {'AU-PRO':>7} {'img F1':>7}"]
+    rows = [("overall", res), *sorted(res.get("per_defect", {}).items())]
+    for name, r in rows:
+        lines.append(f"{name:<12} {f(r.get('image_auroc')):>9} {f(r.get('pixel_auroc')):>9} "
+                     f"{f(r.get('au_pro')):>7} {f(r.get('image_f1')):>7}")
+    return "\n".join(lines)
+
+
 @click.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--size", default=256, show_default=True, help="image side, pixels")
@@ -137,7 +172,7 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
     click.echo(f"wrote {res.path} ({res.size_mb:.1f} MB, {res.info.precision}, batch {res.info.batch or 'dynamic'})")
 
 
-for _cmd in (train_cmd, synth_cmd, export_group):
+for _cmd in (train_cmd, eval_cmd, synth_cmd, export_group):
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from anodet.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 4
-SAVE_EVERY_S = 10.0  # last.pt/best.pt hold ~100 MB: write them at most this often, and at the end
+SAVE_EVERY_S = 30.0  # last.pt holds ~100 MB: write it at most this often, and at the end
+VAL_PIXELS = 32_768
 
 
 @dataclass
@@ -172,7 +173,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     train_px = _pixels(train_feats)
     val_px = _pixels(val_feats if val_feats is not None else train_feats)
     gen = torch.Generator().manual_seed(t.seed)
-    val_px = val_px[torch.randperm(val_px.shape[0], generator=gen)[:200_000]]
+    # A fixed subsample keeps the per-epoch validation cheaper than the training step itself.
+    val_px = val_px[torch.randperm(val_px.shape[0], generator=gen)[:VAL_PIXELS]]
 
     ae = det.autoencoder
     opt = torch.optim.Adam(ae.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -213,7 +215,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
             torch.nn.utils.clip_grad_norm_(ae.parameters(), t.grad_clip)
             scaler.step(opt)
             scaler.update()
-            total += float(loss) * x.shape[0]
+            total += loss.item() * x.shape[0]
         train_loss = total / max(n_draw, 1)
         val_loss = _val_loss(det, val_px, dev, 65536)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
