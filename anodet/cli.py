@@ -172,7 +172,96 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
     click.echo(f"wrote {res.path} ({res.size_mb:.1f} MB, {res.info.precision}, batch {res.info.batch or 'dynamic'})")
 
 
-for _cmd in (train_cmd, eval_cmd, synth_cmd, export_group):
+@export_group.command("int8")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="FP32 anodet .onnx")
+@click.option("--calib", required=True, type=click.Path(path_type=Path), help="dataset whose normal images calibrate")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--images", default=32, show_default=True, help="calibration images")
+@click.option("--method", default="minmax", show_default=True, help="minmax, percentile or entropy")
+@click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger image AUROC loss")
+@click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
+@click.option("--force", is_flag=True, help="overwrite an existing output")
+@friendly
+def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, force):
+    """ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, with measured speed and accuracy."""
+    _setup_logging(False)
+    from anodet.export.quantize import quantize_int8
+
+    r = quantize_int8(model, calib, output, max_images=images, max_auroc_drop=max_auroc_drop,
+                      accept=accept_drop, force=force, method=method)
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    click.echo(f"calibrated on {r.calib_images} normal frames")
+    click.echo(f"latency (ORT CPU, batch 1, median): fp32 {r.fp32_ms:.1f} ms, int8 {r.int8_ms:.1f} ms "
+               f"-> {r.speedup:.2f}x")
+    click.echo(f"image AUROC: fp32 {fmt(r.fp32_auroc)}, int8 {fmt(r.int8_auroc)} (drop {fmt(r.auroc_drop)})")
+    if r.path is None:
+        raise AnodetError(f"INT8 model lost {r.auroc_drop:.4f} image AUROC (> {max_auroc_drop}); "
+                          "not written (use --accept-drop to write it anyway)")
+    click.echo(f"wrote {r.path}")
+
+
+@export_group.command("tensorrt")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="anodet .onnx (use an --fp16 export for TensorRT 11)")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--fp16/--fp32", default=True, show_default=True)
+@click.option("--min-batch", default=1, show_default=True)
+@click.option("--opt-batch", default=1, show_default=True)
+@click.option("--max-batch", default=8, show_default=True)
+@click.option("--workspace", default=4.0, show_default=True, help="workspace limit, GiB")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="timing cache file (loaded and saved)")
+@click.option("--force", is_flag=True)
+@friendly
+def export_tensorrt_cmd(model, output, fp16, min_batch, opt_batch, max_batch, workspace, timing_cache, force):
+    """Build a TensorRT engine (raw plan + JSON sidecar) on this machine's GPU."""
+    _setup_logging(False)
+    from anodet.export.tensorrt import build_engine
+
+    side = build_engine(model, output, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                        workspace_gb=workspace, timing_cache=timing_cache, force=force)
+    click.echo(f"wrote {output} and {output}.json (TensorRT {side.get('tensorrt_version')}, {side.get('gpu_name')})")
+
+
+@export_group.command("triton")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="anodet .onnx or .engine")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="model repository folder")
+@click.option("--name", default="anodet", show_default=True)
+@click.option("--max-batch", default=8, show_default=True)
+@click.option("--instances", default=1, show_default=True)
+@click.option("--force", is_flag=True)
+@friendly
+def export_triton_cmd(model, output, name, max_batch, instances, force):
+    """Write a Triton Inference Server model repository."""
+    from anodet.export.triton import write_repository
+
+    path = write_repository(model, output, name=name, max_batch=max_batch, instances=instances, force=force)
+    click.echo(f"wrote Triton model {path} (serve with: tritonserver --model-repository {output})")
+
+
+@click.command("run")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="exported .onnx or .engine")
+@click.option("--source", required=True, help="realsense[:SERIAL], a .bag/.db3 recording, a folder, or synthetic[:N]")
+@click.option("--backend", default="auto", show_default=True, help="auto, onnx-cpu, onnx-cuda, onnx-trt, tensorrt")
+@click.option("--events", type=click.Path(path_type=Path), help="JSON-lines events file ('-' for stdout)")
+@click.option("--save-anomalies", type=click.Path(path_type=Path), help="folder for anomalous frames")
+@click.option("--video", type=click.Path(path_type=Path), help="annotated .mp4")
+@click.option("--display", is_flag=True, help="show a window (needs OpenCV with GUI)")
+@click.option("--max-frames", type=int)
+@click.option("--batch", default=1, show_default=True)
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads")
+@click.option("-v", "--verbose", is_flag=True)
+@friendly
+def run_cmd(model, source, backend, events, save_anomalies, video, display, max_frames, batch, threads, verbose):
+    """Stream RGB-D frames through an exported model (torch-free)."""
+    _setup_logging(verbose)
+    from anodet.runtime import run
+
+    summary = run(model, source, backend=backend, events=str(events) if events else None,
+                  save_anomalies=save_anomalies, video=video, display=display, max_frames=max_frames,
+                  batch=batch, threads=threads)
+    click.echo(str(summary), err=events is not None and str(events) == "-")
+
+
+for _cmd in (train_cmd, eval_cmd, synth_cmd, export_group, run_cmd):
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ class ModelConfig:
     smooth_kernel: int = 3  # mean filter on the aligned map (reflection padded); 1 = off
     latent_dim: int = 128  # autoencoder bottleneck d (DFR: C -> (C+2d)/2 -> 2d -> d)
     blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
+    bn_recalibration: int = 32  # random-init backbones only: training images used to recompute
+    # the (frozen) BatchNorm running statistics once before fitting; 0 = keep mean 0 / var 1
+    depth_gain: float = 1.0  # depth channel = centred depth / (training depth std / depth_gain)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
     if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:
         raise AnodetError("model.feature_size >= 2, latent_dim >= 1 and smooth_kernel >= 1 required")
+    if m.bn_recalibration < 0 or m.depth_gain <= 0:
+        raise AnodetError("model.bn_recalibration >= 0 and model.depth_gain > 0 required")
     if m.reduce_channels is not None and m.reduce_channels < 1:
         raise AnodetError("model.reduce_channels must be positive (or null to use reduction_factor)")
     if not 0.0 < t.threshold_quantile <= 1.0:

@@ -41,6 +41,12 @@ def fit_fixed_part(
     seed: int = 0, batch: int = 8,
 ) -> torch.Tensor:
     """Fit the aligner on training images and return their aligned features (float16, CPU)."""
+    n_bn = min(det.cfg.model.bn_recalibration, rgb.shape[0])
+    if n_bn > 0 and not det.backbone.pretrained:
+        bn_depth = depth[:n_bn] if depth is not None else None
+        det.backbone.recalibrate_bn(
+            det.input_norm(r, d) for r, d in _batches(rgb[:n_bn], bn_depth, batch, device, "backbone (BN stats)")
+        )
     n_fit = min(FIT_IMAGES, rgb.shape[0])
     moments = [MomentAccumulator(c) for c in det.backbone.channels]
     stored: list[list[torch.Tensor]] = []

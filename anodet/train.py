@@ -156,7 +156,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     spec = det_spec(cfg)
     rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images")
     if depth is not None:
-        det.input_norm.depth_scale.fill_(depth_scale(depth))
+        det.input_norm.depth_scale.fill_(depth_scale(depth) / cfg.model.depth_gain)
     t0 = time.perf_counter()
     train_feats = fit_fixed_part(det, rgb, depth, device=dev, seed=t.seed)
     val_feats = None

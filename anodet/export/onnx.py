@@ -184,6 +184,7 @@ def export_onnx(
         _trace(copy.deepcopy(det) if fp16 else det, tmp, info, opset, batch, fp16)
         det.eval()
         model = onnx.load(str(tmp))
+        _set_io_shapes(model, info)
         meta = {METADATA_KEY: info.to_json(), "anodet_version": __version__, "preset": info.preset,
                 "threshold": "0.5 on normalised score/map", "inputs": json.dumps(info.input_spec())}
         del model.metadata_props[:]
@@ -227,3 +228,23 @@ def _trace(det: Detector, path: Path, info: ModelInfo, opset: int, batch: int | 
         ExportGraph(det, fp16).eval(), tuple(args), str(path), input_names=names, output_names=list(OUTPUTS),
         opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
     )
+
+
+def _set_io_shapes(model: onnx.ModelProto, info: ModelInfo) -> None:
+    """Write the contract's shapes on every input and output.
+
+    The TorchScript exporter cannot infer the outputs' shapes through the reflection padding
+    and leaves symbolic names that differ per output; Triton and TensorRT need one batch dim.
+    """
+    n, s = info.batch or "batch", info.image_size
+    shapes = {INPUT_RGB: [n, s, s, 3], INPUT_DEPTH: [n, s, s], OUTPUT_SCORE: [n], OUTPUT_MAP: [n, s, s],
+              OUTPUT_MASK: [n, s, s]}
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        del dims[:]
+        for d in shapes[value.name]:
+            dim = dims.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d

@@ -94,6 +94,7 @@ class Backbone(nn.Module):
             torch.manual_seed(seed)  # 'none' must give the same network on every run
             net = getattr(torchvision.models, name)(weights=None)
         self.weights_source = _load_weights(net, name, weights)
+        self.pretrained = weights != "none"
         conv1 = expand_conv1(net.conv1) if in_channels == 4 else net.conv1
         self.stem = nn.Sequential(conv1, net.bn1, net.relu, net.maxpool)
         last = max(int(layer[-1]) for layer in layers)
@@ -107,6 +108,33 @@ class Backbone(nn.Module):
     def train(self, mode: bool = True) -> Backbone:
         # Frozen BatchNorm: running statistics must never update, whatever the caller asks.
         return super().train(False)
+
+    @torch.no_grad()
+    def recalibrate_bn(self, batches) -> int:
+        """Recompute every BatchNorm's running statistics from ``batches`` (normalised inputs).
+
+        A random-init network's BN buffers are mean 0 / var 1, which is wrong after the first
+        layer: activations drift in scale stage after stage and deep features become noise.
+        Each BN is run once in training mode with a cumulative average (momentum=None) over
+        all batches, then frozen again. Nothing is learnt by gradient; the statistics are
+        buffers, saved in the checkpoint like the rest of the fixed backbone.
+        """
+        bns = [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            nn.Module.train(m, True)
+        n = 0
+        try:
+            for x in batches:
+                self.forward(x)
+                n += x.shape[0]
+        finally:
+            for m, mom in zip(bns, saved):
+                m.momentum = mom
+                nn.Module.train(m, False)
+        return n
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

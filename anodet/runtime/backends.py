@@ -1,0 +1,244 @@
+"""Inference backends for exported models: ONNX Runtime here, TensorRT in tensorrt_backend.py.
+
+Every backend takes graph input (rgb uint8 N x S x S x 3, depth float32 N x S x S metres or
+None for RGB-only models) and returns the contract's outputs (see anodet.artifact). Torch-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from anodet.artifact import (
+    INPUT_DEPTH,
+    INPUT_RGB,
+    OUTPUT_MAP,
+    OUTPUT_MASK,
+    OUTPUT_SCORE,
+    OUTPUTS,
+    ModelInfo,
+    info_from_metadata,
+)
+from anodet.errors import AnodetError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnx-cpu", "onnx-cuda", "onnx-trt", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan")
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+_EP = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_EP_NAME = {v: f"onnx-{k if k != 'tensorrt' else 'trt'}" for k, v in _EP.items()}
+TENSORRT_HINT = (
+    "install TensorRT: `pip install tensorrt cuda-python --extra-index-url https://pypi.nvidia.com` "
+    "(or `pip install 'anodet[tensorrt]'`); on Jetson use JetPack's TensorRT (apt install python3-libnvinfer)"
+)
+
+
+class Backend(Protocol):
+    """An opened model. predict returns {"score": (N,) float32, "anomaly_map": (N,S,S) float32,
+    "mask": (N,S,S) uint8}; scores and maps are normalised so that > 0.5 is anomalous."""
+
+    name: str
+    info: ModelInfo
+
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def check_inputs(
+    info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a batch against the contract; return contiguous arrays (depth None if unused)."""
+    s = info.image_size
+    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[1:] != (s, s, 3):
+        raise AnodetError(f"rgb batch must be uint8 N x {s} x {s} x 3, got {rgb.dtype} {rgb.shape}")
+    if not info.needs_depth:
+        return np.ascontiguousarray(rgb), None
+    if depth is None:
+        raise AnodetError("this model needs depth (in_channels=4) but none was given")
+    if depth.shape != rgb.shape[:3]:
+        raise AnodetError(
+            f"depth batch must be float32 N x {s} x {s}, got {depth.dtype} {depth.shape}"
+        )
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth, dtype=np.float32)
+
+
+def run_in_batches(
+    run: Any, info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Call ``run(rgb, depth) -> dict`` once (dynamic batch) or per fixed-size chunk.
+
+    A fixed-batch model gets chunks of exactly ``info.batch`` images; the last chunk is
+    padded by repeating its last image and the padding's outputs are discarded.
+    """
+    n = rgb.shape[0]
+    b = info.batch
+    if not b or n == b:
+        out = run(rgb, depth)
+    else:
+        parts = []
+        for start in range(0, n, b):
+            idx = np.minimum(np.arange(start, start + b), n - 1)  # pad with the last image
+            chunk = run(rgb[idx], None if depth is None else depth[idx])
+            parts.append({k: v[: min(b, n - start)] for k, v in chunk.items()})
+        out = {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
+    return {
+        OUTPUT_SCORE: np.asarray(out[OUTPUT_SCORE], np.float32).reshape(n),
+        OUTPUT_MAP: np.asarray(out[OUTPUT_MAP], np.float32).reshape(
+            n, info.image_size, info.image_size
+        ),
+        OUTPUT_MASK: np.asarray(out[OUTPUT_MASK])
+        .astype(np.uint8, copy=False)
+        .reshape(n, info.image_size, info.image_size),
+    }
+
+
+def choose_providers(providers: str, available: list[str]) -> list[str]:
+    """ONNX Runtime execution providers for a choice in PROVIDER_CHOICES, best first.
+
+    auto takes TensorRT EP > CUDA EP > CPU among those available; an explicit choice that is
+    not available is an error listing what is.
+    """
+    if providers not in PROVIDER_CHOICES:
+        raise AnodetError(f"unknown providers '{providers}'; valid: {', '.join(PROVIDER_CHOICES)}")
+    order = [_EP["tensorrt"], _EP["cuda"], _EP["cpu"]]
+    if providers != "auto":
+        wanted = _EP[providers]
+        if wanted not in available:
+            raise AnodetError(
+                f"ONNX Runtime here has no {wanted} (available: {', '.join(available)}); "
+                "install onnxruntime-gpu for CUDA/TensorRT or choose another backend"
+            )
+        order = order[order.index(wanted) :]
+    return [p for p in order if p in available]
+
+
+class OnnxRuntimeBackend:
+    """An anodet ONNX export run by ONNX Runtime."""
+
+    def __init__(self, path: str | Path, providers: str = "auto", threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AnodetError(
+                "onnxruntime is not installed: pip install 'anodet[onnx]' (or 'anodet[gpu]')"
+            ) from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AnodetError(f"model file not found: {self.path}")
+        chosen = choose_providers(providers, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # ORT's warnings about unused initialisers are noise here
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=_with_options(chosen)
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for invalid models
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise AnodetError(
+                f"{self.path} is not a loadable ONNX model ({exc.__class__.__name__}: {first})"
+            ) from None
+        self.info: ModelInfo = info_from_metadata(
+            self.session.get_modelmeta().custom_metadata_map, str(self.path)
+        )
+        names = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if names != set(self.info.input_names) or not set(OUTPUTS) <= outputs:
+            raise AnodetError(
+                f"{self.path}: graph inputs {sorted(names)} / outputs {sorted(outputs)} do not match its "
+                f"metadata (expected inputs {list(self.info.input_names)}, outputs {list(OUTPUTS)})"
+            )
+        active = self.session.get_providers()[0]
+        if providers != "auto" and active != chosen[0]:
+            raise AnodetError(
+                f"ONNX Runtime could not start {chosen[0]} (it fell back to {active}); "
+                "check the CUDA/TensorRT libraries on this machine"
+            )
+        self.name = _EP_NAME.get(active, f"onnx-{active}")
+        logger.info(
+            "loaded %s with %s (batch %s)", self.path.name, self.name, self.info.batch or "dynamic"
+        )
+
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+        """rgb uint8 N x S x S x 3, depth float32 N x S x S metres (None if RGB-only)."""
+        rgb, depth = check_inputs(self.info, rgb, depth)
+
+        def run(r: np.ndarray, d: np.ndarray | None) -> dict[str, np.ndarray]:
+            feeds = {INPUT_RGB: r} if d is None else {INPUT_RGB: r, INPUT_DEPTH: d}
+            return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feeds)))
+
+        return run_in_batches(run, self.info, rgb, depth)
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _with_options(providers: list[str]) -> list[Any]:
+    """Attach an engine cache to the TensorRT EP: building engines takes minutes otherwise."""
+    out: list[Any] = []
+    for p in providers:
+        if p == _EP["tensorrt"]:
+            cache = Path.home() / ".cache" / "anodet" / "ort-trt"
+            cache.mkdir(parents=True, exist_ok=True)
+            out.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+        else:
+            out.append(p)
+    return out
+
+
+def open_backend(path: str | Path, backend: str = "auto", threads: int | None = None) -> Backend:
+    """Open an exported model with one of BACKENDS.
+
+    auto: ``.engine``/``.plan`` -> TensorRT, otherwise ONNX Runtime with the best available
+    provider. onnx-cpu/onnx-cuda/onnx-trt force an ONNX Runtime provider; tensorrt runs an
+    engine built by ``anodet-export tensorrt``.
+    """
+    if backend not in BACKENDS:
+        raise AnodetError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise AnodetError(f"model file not found: {path}")
+    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
+    if backend == "tensorrt" or (backend == "auto" and is_engine):
+        if not is_engine:
+            raise AnodetError(
+                f"backend 'tensorrt' runs engines (.engine/.plan) built by `anodet-export tensorrt`; "
+                f"{path.name} is not one (use onnx-trt to run an ONNX file with TensorRT)"
+            )
+        return _open_tensorrt(path)
+    if is_engine:
+        raise AnodetError(
+            f"{path.name} is a TensorRT engine; run it with backend 'tensorrt' or 'auto'"
+        )
+    providers = {"auto": "auto", "onnx-cpu": "cpu", "onnx-cuda": "cuda", "onnx-trt": "tensorrt"}[
+        backend
+    ]
+    return OnnxRuntimeBackend(path, providers, threads)
+
+
+def _open_tensorrt(path: Path) -> Backend:
+    try:
+        from anodet.runtime.tensorrt_backend import TensorRTBackend
+    except ImportError as exc:
+        if exc.name == "anodet.runtime.tensorrt_backend":
+            raise AnodetError("this anodet installation has no TensorRT backend module") from None
+        raise AnodetError(
+            f"cannot run {path.name}: {exc.name or exc} is missing; {TENSORRT_HINT}"
+        ) from None
+    try:
+        return TensorRTBackend(path)
+    except ImportError as exc:  # the backend may import tensorrt/cuda lazily
+        raise AnodetError(
+            f"cannot run {path.name}: {exc.name or exc} is missing; {TENSORRT_HINT}"
+        ) from None

@@ -1,0 +1,338 @@
+"""Intel RealSense cameras and recordings (pyrealsense2, imported lazily). Torch-free.
+
+Facts this module relies on (checked with pyrealsense2 2.59):
+- Playback drops frames unless ``set_real_time(False)`` is applied *before* the pipeline
+  starts: calling it after ``pipeline.start`` races the reader and loses the first frames.
+  So we resolve the config first, switch the resolved playback device to non-real-time, then
+  start; ``pipeline.start`` reuses that resolved device.
+- SDK 2.59's recorder only writes rosbag2 ``.db3`` files; older ``.bag`` files still play.
+- Frame buffers belong to the SDK's frame pool: copy them to numpy before queueing, or a slow
+  consumer starves the camera.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from anodet.errors import AnodetError
+from anodet.runtime.sources import Frame, LiveSource
+
+logger = logging.getLogger(__name__)
+
+FILTERS = ("spatial", "temporal", "hole_filling")
+
+
+def _rs() -> Any:
+    try:
+        import pyrealsense2 as rs
+    except ImportError as exc:
+        raise AnodetError(
+            f"pyrealsense2 cannot be imported ({exc}); pip install 'anodet[camera]' "
+            "(on Linux it also needs the libusb-1.0-0 system package)"
+        ) from None
+    return rs
+
+
+def make_filters(names: Iterable[str]) -> list[Any]:
+    """Build one SDK post-processing chain (temporal is stateful: one chain per camera).
+
+    Spatial and temporal filters work best on disparity, so they are wrapped in
+    depth->disparity->depth transforms, as Intel's post-processing guide recommends.
+    """
+    names = list(names)
+    unknown = [n for n in names if n not in FILTERS]
+    if unknown:
+        raise AnodetError(f"unknown RealSense filter(s) {unknown}; valid: {', '.join(FILTERS)}")
+    rs = _rs()
+    chain: list[Any] = []
+    smoothing = [n for n in ("spatial", "temporal") if n in names]
+    if smoothing:
+        chain.append(rs.disparity_transform(True))
+        chain += [
+            rs.spatial_filter() if n == "spatial" else rs.temporal_filter() for n in smoothing
+        ]
+        chain.append(rs.disparity_transform(False))
+    if "hole_filling" in names:
+        chain.append(rs.hole_filling_filter())
+    return chain
+
+
+def _color_to_rgb(color: Any, rs: Any) -> np.ndarray:
+    data = np.asanyarray(color.get_data())
+    fmt = color.get_profile().format()
+    if fmt == rs.format.rgb8:
+        return data.copy()
+    conversions = {
+        rs.format.bgr8: cv2.COLOR_BGR2RGB,
+        rs.format.rgba8: cv2.COLOR_RGBA2RGB,
+        rs.format.bgra8: cv2.COLOR_BGRA2RGB,
+        rs.format.yuyv: cv2.COLOR_YUV2RGB_YUYV,
+    }
+    if fmt not in conversions:
+        raise AnodetError(
+            f"colour format {fmt} is not supported; use rgb8, bgr8, rgba8, bgra8 or yuyv"
+        )
+    return cv2.cvtColor(data, conversions[fmt])  # cvtColor allocates: the SDK buffer is released
+
+
+class _FramesetReader:
+    """Turns SDK framesets into Frames: filters, align depth to colour, scale to metres."""
+
+    def __init__(self, rs: Any, filters: Iterable[str]):
+        self.rs = rs
+        self.filter_names = tuple(filters)
+        self.chain = make_filters(self.filter_names)
+        self.align = rs.align(rs.stream.color)
+        self.depth_scale = 0.001
+        self.index = 0
+
+    def reset(self, profile: Any) -> None:
+        """Read the depth scale of a newly started device; a fresh chain drops temporal state."""
+        try:
+            self.depth_scale = profile.get_device().first_depth_sensor().get_depth_scale()
+        except RuntimeError:  # colour-only device or recording
+            pass
+        self.chain = make_filters(self.filter_names)
+
+    def to_frame(self, frames: Any) -> Frame | None:
+        rs = self.rs
+        for block in self.chain:
+            frames = block.process(frames).as_frameset()
+        if frames.get_depth_frame():
+            frames = self.align.process(frames)
+        color, depth = frames.get_color_frame(), frames.get_depth_frame()
+        if not color:  # incomplete set right after start: wait for the next one
+            return None
+        rgb = _color_to_rgb(color, rs)
+        depth_m = None
+        if depth:
+            depth_m = np.asanyarray(depth.get_data()).astype(np.float32) * np.float32(
+                self.depth_scale
+            )
+        domain = frames.get_frame_timestamp_domain()
+        stamp = frames.get_timestamp() / 1000.0
+        if domain not in (rs.timestamp_domain.system_time, rs.timestamp_domain.global_time):
+            stamp = time.time()  # hardware clock counts from power-on: use host time instead
+        frame = Frame(self.index, stamp, rgb, depth_m, f"frame {color.get_frame_number()}")
+        self.index += 1
+        return frame
+
+
+class RealSenseSource(LiveSource):
+    """A live RealSense camera: depth z16 + colour rgb8 at width x height @ fps, depth aligned
+    to colour. Reconnects with backoff when unplugged (see LiveSource)."""
+
+    def __init__(
+        self,
+        serial: str | None = None,
+        *,
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        filters: Iterable[str] = (),
+        frame_timeout_ms: int = 5000,
+        give_up_after: float = 30.0,
+    ):
+        super().__init__(give_up_after=give_up_after)
+        self.rs = _rs()
+        self.serial, self.width, self.height, self.fps = serial, width, height, fps
+        self.frame_timeout_ms = frame_timeout_ms
+        self.description = f"RealSense camera {serial}" if serial else "RealSense camera"
+        self.reader = _FramesetReader(self.rs, filters)
+        self.pipe: Any = None
+
+    def _connect(self) -> None:
+        rs = self.rs
+        devices = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
+        if not devices or (self.serial and self.serial not in devices):
+            raise RuntimeError(
+                f"no such camera connected (connected: {', '.join(devices) or 'none'})"
+            )
+        cfg = rs.config()
+        if self.serial:
+            cfg.enable_device(self.serial)
+        cfg.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
+        cfg.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+        pipe = rs.pipeline()
+        profile = pipe.start(cfg)
+        self.pipe = pipe
+        self.reader.reset(profile)
+
+    def _read(self) -> Frame | None:
+        return self.reader.to_frame(self.pipe.wait_for_frames(self.frame_timeout_ms))
+
+    def _disconnect(self) -> None:
+        pipe, self.pipe = self.pipe, None
+        if pipe is not None:
+            pipe.stop()
+
+
+class RecordingSource:
+    """Plays a ``.bag``/``.db3`` recording once, without dropping frames (not real time)."""
+
+    live = False
+
+    def __init__(
+        self, path: str | Path, *, filters: Iterable[str] = (), stall_timeout: float = 10.0
+    ):
+        self.rs = _rs()
+        self.path = Path(path)
+        self.description = f"recording {self.path}"
+        self.reader = _FramesetReader(self.rs, filters)
+        self.stall_timeout = stall_timeout
+        self.fps: float | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _start(self) -> tuple[Any, Any]:
+        rs = self.rs
+        pipe, cfg = rs.pipeline(), rs.config()
+        try:
+            cfg.enable_device_from_file(str(self.path), repeat_playback=False)
+            resolved = cfg.resolve(rs.pipeline_wrapper(pipe))
+            resolved.get_device().as_playback().set_real_time(False)  # before start: see module doc
+            profile = pipe.start(cfg)
+        except RuntimeError as exc:
+            raise AnodetError(f"cannot play recording {self.path}: {exc}") from None
+        streams = {s.stream_type(): s for s in profile.get_streams()}
+        if rs.stream.color not in streams:
+            pipe.stop()
+            raise AnodetError(f"recording {self.path} has no colour stream")
+        self.fps = streams[rs.stream.color].fps() or None
+        self.reader.reset(profile)
+        return pipe, profile.get_device().as_playback()
+
+    def __iter__(self) -> Iterator[Frame]:
+        pipe, playback = self._start()
+        try:
+            silent_since = time.monotonic()
+            while not self._closed:
+                ok, frames = pipe.try_wait_for_frames(200)
+                if ok:
+                    silent_since = time.monotonic()
+                    frame = self.reader.to_frame(frames)
+                    if frame is not None:
+                        yield frame
+                elif playback.current_status() == self.rs.playback_status.stopped:
+                    return  # end of file
+                elif time.monotonic() - silent_since > self.stall_timeout:
+                    raise AnodetError(
+                        f"recording {self.path} stalled: no frame for {self.stall_timeout:.0f} s"
+                    )
+        finally:
+            pipe.stop()
+
+
+def write_recording(
+    path: str | Path,
+    frames: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    fps: int = 30,
+    depth_units: float = 0.001,
+    focal: float | None = None,
+) -> int:
+    """Write RGB-D frames to a real RealSense ``.db3`` recording via a software device.
+
+    frames: (rgb uint8 H x W x 3, depth float32 H x W metres) pairs of one size. Depth is
+    stored as z16 in ``depth_units`` metres, colour as rgb8, with identical intrinsics and
+    identity extrinsics, so aligning depth to colour keeps pixels in place. Returns the count.
+    """
+    rs = _rs()
+    path = Path(path)
+    if path.suffix != ".db3":
+        raise AnodetError(f"{path}: pyrealsense2 {rs.__version__} records .db3 files only")
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise AnodetError("write_recording: no frames given")
+    h, w = first[1].shape
+    dev = rs.software_device()
+    dev.register_info(rs.camera_info.name, "anodet software camera")
+    dev.register_info(rs.camera_info.serial_number, "0000")
+    sensors, profiles = [], []
+    for uid, (name, stream, fmt, bpp) in enumerate(
+        (
+            ("Depth", rs.stream.depth, rs.format.z16, 2),
+            ("Color", rs.stream.color, rs.format.rgb8, 3),
+        ),
+        start=1,
+    ):
+        intr = rs.intrinsics()
+        intr.width, intr.height, intr.ppx, intr.ppy = w, h, (w - 1) / 2, (h - 1) / 2
+        intr.fx = intr.fy = focal or float(max(w, h))
+        intr.model, intr.coeffs = rs.distortion.none, [0.0] * 5
+        vs = rs.video_stream()
+        vs.type, vs.index, vs.uid, vs.width, vs.height = stream, 0, uid, w, h
+        vs.fps, vs.bpp, vs.fmt, vs.intrinsics = fps, bpp, fmt, intr
+        sensor = dev.add_sensor(name)
+        profiles.append(sensor.add_video_stream(vs))
+        sensors.append(sensor)
+    sensors[0].add_read_only_option(rs.option.depth_units, depth_units)  # get_depth_scale reads it
+    extr = rs.extrinsics()
+    extr.rotation, extr.translation = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], [0.0, 0.0, 0.0]
+    profiles[0].register_extrinsics_to(profiles[1], extr)
+    recorder = rs.recorder(str(path), dev)
+    try:
+        count = _feed(
+            rs, recorder, sensors, profiles, itertools.chain([first], it), fps, depth_units
+        )
+    finally:
+        del recorder  # the file is finalised when the last reference to the recorder goes
+    return count
+
+
+def _feed(
+    rs: Any,
+    recorder: Any,
+    sensors: list,
+    profiles: list,
+    frames: Iterable,
+    fps: int,
+    depth_units: float,
+) -> int:
+    """Push frames through software sensors while the recorder's wrapped sensors stream."""
+    # Frames reach the file only through the recorder's wrapped sensors, so those are the ones
+    # opened and started; a no-op callback consumes them.
+    wrapped = recorder.query_sensors()
+    for sensor, profile in zip(wrapped, profiles):
+        sensor.open(profile)
+        sensor.start(lambda f: None)
+    first_profile = profiles[0].as_video_stream_profile()
+    h, w = first_profile.height(), first_profile.width()
+    t0, count = time.time() * 1000.0, 0
+    try:
+        for i, (rgb, depth) in enumerate(frames):
+            if rgb.dtype != np.uint8 or rgb.shape != (h, w, 3) or depth.shape != (h, w):
+                raise AnodetError(
+                    f"write_recording: frame {i} is rgb {rgb.dtype} {rgb.shape}, depth {depth.shape}; "
+                    f"expected uint8 {(h, w, 3)} and {(h, w)} like the first frame"
+                )
+            z16 = np.clip(np.round(np.nan_to_num(depth) / depth_units), 0, 65535).astype(np.uint16)
+            for sensor, profile, pixels, bpp in (
+                (sensors[0], profiles[0], z16, 2),
+                (sensors[1], profiles[1], np.ascontiguousarray(rgb), 3),
+            ):
+                swf = rs.software_video_frame()
+                swf.pixels, swf.stride, swf.bpp = pixels, w * bpp, bpp
+                swf.timestamp = t0 + i * 1000.0 / fps  # host epoch ms, like a camera's global time
+                swf.domain, swf.frame_number = rs.timestamp_domain.system_time, i
+                swf.profile = profile.as_video_stream_profile()
+                if bpp == 2:
+                    swf.depth_units = depth_units
+                sensor.on_video_frame(swf)
+            count += 1
+    finally:
+        for sensor in wrapped:
+            sensor.stop()
+            sensor.close()
+    return count

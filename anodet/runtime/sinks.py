@@ -1,0 +1,245 @@
+"""Where results go: JSON-lines events, saved anomalies, annotated video, a window, stats logs.
+
+Sinks get each processed frame with its ``FrameResult`` and must not lose anything already
+written when the process is stopped: events are flushed per line, images written whole.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+import cv2
+import numpy as np
+
+from anodet.errors import AnodetError
+from anodet.runtime.sources import Frame
+
+logger = logging.getLogger(__name__)
+
+LATENCY_KEYS = ("queue", "preprocess", "inference", "postprocess", "total")
+
+
+@dataclass
+class FrameResult:
+    """The model's verdict on one frame. anomaly_map float32 S x S and mask uint8 S x S are
+    at model resolution; latency_ms holds LATENCY_KEYS (total = arrival to sinks done)."""
+
+    score: float
+    anomalous: bool
+    anomaly_map: np.ndarray
+    mask: np.ndarray
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    def write(self, frame: Frame, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def draw_overlay(
+    rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, score: float
+) -> np.ndarray:
+    """Heat map + mask contour + score text over a frame.
+
+    rgb uint8 H x W x 3; anomaly_map float (any size, 0.5 = threshold); mask (any size, non-zero
+    = defective). Returns uint8 H x W x 3 RGB. The map is stretched to the frame, as the model
+    input was the frame squashed to a square.
+    """
+    h, w = rgb.shape[:2]
+    heat = cv2.resize(
+        np.clip(anomaly_map, 0.0, 1.0).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
+    )
+    colour = cv2.cvtColor(
+        cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+    )
+    # Blend more where the map is high, so normal regions stay readable.
+    alpha = (0.25 + 0.45 * heat)[..., None]
+    out = (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
+    big_mask = cv2.resize((mask > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thick = max(1, round(min(h, w) / 200))
+    cv2.drawContours(out, contours, -1, (255, 0, 0), thick)
+    anomalous = score > 0.5
+    text = f"{'ANOMALY' if anomalous else 'ok'} {score:.2f}"
+    scale = max(0.35, min(h, w) / 500)
+    org = (max(2, w // 60), max(12, int(28 * scale)))
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        org,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 64, 64) if anomalous else (64, 255, 64),
+        thick,
+        cv2.LINE_AA,
+    )
+    return out
+
+
+def event_record(frame: Frame, result: FrameResult) -> dict:
+    """The JSON event of one frame."""
+    rec = {
+        "index": frame.index,
+        "name": frame.name,
+        "timestamp": round(frame.timestamp, 6),
+        "score": round(float(result.score), 6),
+        "anomalous": bool(result.anomalous),
+        "defect_fraction": round(float(np.count_nonzero(result.mask)) / result.mask.size, 6),
+        "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
+    }
+    if frame.truth is not None:
+        rec["truth"] = bool(frame.truth)
+    return rec
+
+
+class EventsSink:
+    """One JSON line per processed frame, flushed per line (a kill loses at most the line being
+    written). path "-" writes to standard output."""
+
+    def __init__(self, path: str | Path):
+        self._own = str(path) != "-"
+        if self._own:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Appends, so a restarted service keeps earlier events; held open for the whole run.
+        self._fh: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
+
+    def write(self, frame: Frame, result: FrameResult) -> None:
+        self._fh.write(json.dumps(event_record(frame, result)) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.flush()
+        if self._own:
+            self._fh.close()
+
+
+def _safe_stem(frame: Frame) -> str:
+    stem = Path(frame.name).stem if "/" in frame.name or "." in frame.name else frame.name
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60]
+
+
+class SaveAnomaliesSink:
+    """For each anomalous frame: ``NNNNNN_<name>_overlay.png``, ``_rgb.png`` and ``_depth.npy``
+    (float32 metres at camera resolution) in ``directory``."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.saved = 0
+
+    def write(self, frame: Frame, result: FrameResult) -> None:
+        if not result.anomalous:
+            return
+        base = self.dir / f"{frame.index:06d}_{_safe_stem(frame)}"
+        overlay = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
+        for suffix, img in (("_overlay.png", overlay), ("_rgb.png", frame.rgb)):
+            if not cv2.imwrite(str(base) + suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                raise AnodetError(f"cannot write {base}{suffix}")
+        if frame.depth is not None:
+            np.save(str(base) + "_depth.npy", frame.depth)
+        self.saved += 1
+
+
+class VideoSink:
+    """Annotated mp4 (mp4v) at the camera resolution; opened on the first frame."""
+
+    def __init__(self, path: str | Path, fps: float = 15.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, frame: Frame, result: FrameResult) -> None:
+        img = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
+        h, w = img.shape[:2]
+        if self._writer is None:
+            self._size = (w, h)
+            self._writer = cv2.VideoWriter(
+                str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)
+            )
+            if not self._writer.isOpened():
+                raise AnodetError(
+                    f"cannot open video {self.path} for writing (mp4v codec unavailable?)"
+                )
+        if (w, h) != self._size:
+            img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)  # a writer has one size
+        self._writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()  # writes the mp4 index: without it the file is unplayable
+
+
+class DisplaySink:
+    """Shows annotated frames in an OpenCV window; q or Esc sets ``stop``."""
+
+    WINDOW = "anodet"
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        try:
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise AnodetError(
+                "--display needs OpenCV with GUI support, but this OpenCV has none "
+                "(opencv-python-headless); pip install opencv-python, or use --video/--save-anomalies"
+            ) from None
+
+    def write(self, frame: Frame, result: FrameResult) -> None:
+        img = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
+        cv2.imshow(self.WINDOW, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.stop.set()
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.WINDOW)
+        except cv2.error:
+            pass
+
+
+def percentile_ms(values: array | list, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
+
+
+class StatsLogger:
+    """Collects total latencies; logs FPS, p50/p95 latency, drops and skips every few seconds."""
+
+    def __init__(self, every: float = 5.0):
+        self.every = every
+        self.latencies = array("d")  # every frame's total latency, ms (8 bytes a frame)
+        self._last_time = time.perf_counter()
+        self._last_count = 0
+
+    def add(self, result: FrameResult) -> None:
+        self.latencies.append(result.latency_ms["total"])
+
+    def maybe_log(self, *, drops: int, skipped: int, anomalies: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.every or (not force and now - self._last_time < self.every):
+            return
+        recent = self.latencies[self._last_count :]
+        fps = len(recent) / max(now - self._last_time, 1e-9)
+        logger.info(
+            "%.1f FPS | latency p50 %.1f ms p95 %.1f ms | frames %d | anomalies %d | drops %d | skipped %d",
+            fps,
+            percentile_ms(recent, 50),
+            percentile_ms(recent, 95),
+            len(self.latencies),
+            anomalies,
+            drops,
+            skipped,
+        )
+        self._last_time, self._last_count = now, len(self.latencies)

@@ -1,0 +1,313 @@
+"""Frame sources for the runtime: folders, synthetic frames, RealSense cameras and recordings.
+
+A source is iterated once (in the capture thread) and yields ``Frame`` objects. ``live``
+sources (cameras, paced synthetic) may lose frames when inference is slow; playback sources
+(folders, recordings, unpaced synthetic) must not. ``close()`` may be called from another
+thread and makes the iteration end at the next frame. Torch-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from anodet.errors import AnodetError
+from anodet.preprocess import DEPTH_SUFFIXES, RGB_SUFFIXES, load_depth, load_rgb
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FORMS = (
+    "realsense | realsense:SERIAL (live camera)",
+    "PATH.bag | PATH.db3 (RealSense recording)",
+    "DIR (folder with rgb/ + depth/ or xyz/ pairs, any depth below DIR)",
+    "synthetic | synthetic:N (generated frames)",
+)
+RECORDING_SUFFIXES = (".bag", ".db3")
+NORMAL_DIRS = ("good", "normal")
+
+
+@dataclass
+class Frame:
+    """One captured frame at camera resolution.
+
+    rgb: uint8 H x W x 3 (RGB order); depth: float32 H x W metres, 0 = missing, or None.
+    timestamp: capture time in seconds (camera or file clock); arrival: ``time.perf_counter()``
+    when the source produced it (the latency origin). error: set when the frame could not be
+    read; the pipeline counts it as skipped.
+    """
+
+    index: int
+    timestamp: float
+    rgb: np.ndarray | None
+    depth: np.ndarray | None
+    name: str
+    truth: bool | None = None
+    error: str | None = None
+    arrival: float = field(default_factory=time.perf_counter)
+
+
+class Source(Protocol):
+    """What the pipeline needs from a source."""
+
+    live: bool  # may drop frames when inference is slow
+    description: str
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class LiveSource:
+    """Base class for live sources that can lose their device and get it back.
+
+    Subclasses implement ``_connect()``, ``_read() -> Frame | None`` and ``_disconnect()``;
+    a ``RuntimeError`` from ``_connect``/``_read`` means "device gone". The loop then retries
+    with exponential backoff, logging each attempt, and raises AnodetError once
+    ``give_up_after`` seconds have passed without a successful reconnect.
+    """
+
+    live = True
+    description = "live source"
+
+    def __init__(
+        self, *, give_up_after: float = 30.0, first_delay: float = 0.5, max_delay: float = 8.0
+    ):
+        self.give_up_after = give_up_after
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.reconnects = 0
+        self._closed = threading.Event()
+
+    def _connect(self) -> None:
+        raise NotImplementedError
+
+    def _read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            self._connect()
+        except RuntimeError as exc:
+            raise AnodetError(f"cannot open {self.description}: {exc}") from None
+        try:
+            while not self._closed.is_set():
+                try:
+                    frame = self._read()
+                except RuntimeError as exc:  # pyrealsense2 reports unplug and timeouts this way
+                    if self._closed.is_set():
+                        break
+                    self._recover(exc)
+                    continue
+                if frame is not None:
+                    yield frame
+        finally:
+            self._disconnect_quietly()
+
+    def _disconnect_quietly(self) -> None:
+        try:
+            self._disconnect()
+        except RuntimeError as exc:  # already gone: nothing left to release
+            logger.debug("%s: disconnect failed: %s", self.description, exc)
+
+    def _recover(self, cause: Exception) -> None:
+        logger.warning("%s lost (%s); reconnecting", self.description, cause)
+        self._disconnect_quietly()
+        start, delay, attempt = time.monotonic(), self.first_delay, 0
+        while True:
+            attempt += 1
+            left = self.give_up_after - (time.monotonic() - start)
+            if self._closed.wait(max(0.0, min(delay, left))):
+                return
+            try:
+                self._connect()
+            except RuntimeError as exc:
+                elapsed = time.monotonic() - start
+                logger.warning(
+                    "%s: reconnect attempt %d failed after %.1f s: %s",
+                    self.description,
+                    attempt,
+                    elapsed,
+                    exc,
+                )
+                if elapsed >= self.give_up_after:
+                    raise AnodetError(
+                        f"{self.description} did not come back within {self.give_up_after:g} s "
+                        f"({attempt} reconnect attempts; last error: {exc}); check the cable and power"
+                    ) from None
+                delay = min(delay * 2, self.max_delay)
+                continue
+            self.reconnects += 1
+            logger.warning("%s reconnected after %d attempt(s)", self.description, attempt)
+            return
+
+
+def _truth_from_path(rel_parts: tuple[str, ...]) -> bool | None:
+    """good/normal folders are normal; other folders under test/ are defect types."""
+    if any(p in NORMAL_DIRS for p in rel_parts):
+        return False
+    if "test" in rel_parts:
+        return True
+    return None
+
+
+class FolderSource:
+    """Frames from image files: every ``rgb/`` folder under ``root`` with its sibling
+    ``depth/`` or ``xyz/`` folder, paired by file stem (MVTec 3D-AD and the folder layout)."""
+
+    live = False
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.description = f"folder {self.root}"
+        self._closed = threading.Event()
+        self.items = self._discover()
+        if not self.items:
+            raise AnodetError(
+                f"folder {self.root} has no images in an rgb/ subfolder "
+                f"({', '.join(RGB_SUFFIXES)}); expected rgb/ with depth/ or xyz/ next to it"
+            )
+
+    def _discover(self) -> list[tuple[Path, Path | None, bool | None]]:
+        rgb_dirs = [self.root / "rgb"] if (self.root / "rgb").is_dir() else []
+        rgb_dirs += sorted(
+            p for p in self.root.rglob("rgb") if p.is_dir() and p != self.root / "rgb"
+        )
+        items = []
+        for rgb_dir in rgb_dirs:
+            depth_dir = next(
+                (rgb_dir.parent / d for d in ("depth", "xyz") if (rgb_dir.parent / d).is_dir()),
+                None,
+            )
+            depths = {}
+            if depth_dir is not None:
+                depths = {
+                    p.stem: p
+                    for p in sorted(depth_dir.iterdir())
+                    if p.suffix.lower() in DEPTH_SUFFIXES
+                }
+            truth = _truth_from_path(rgb_dir.relative_to(self.root).parts[:-1])
+            for rgb_path in sorted(rgb_dir.iterdir()):
+                if rgb_path.suffix.lower() in RGB_SUFFIXES:
+                    items.append((rgb_path, depths.get(rgb_path.stem), truth))
+        return items
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, (rgb_path, depth_path, truth) in enumerate(self.items):
+            if self._closed.is_set():
+                return
+            name = rgb_path.relative_to(self.root).as_posix()
+            try:
+                rgb = load_rgb(rgb_path)
+                depth = load_depth(depth_path) if depth_path is not None else None
+            except AnodetError as exc:  # one damaged file must not stop the stream
+                yield Frame(index, time.time(), None, None, name, truth, error=str(exc))
+                continue
+            yield Frame(index, time.time(), rgb, depth, name, truth)
+
+
+class SyntheticSource:
+    """Generated RGB-D frames; a share ``defect_rate`` gets a random defect type
+    (``anodet.data.synthetic.make_frame``); ``truth`` tells which.
+
+    count None streams forever. fps paces the frames like a camera and makes the source live
+    (frames may then be dropped); without fps it behaves like playback.
+    """
+
+    def __init__(
+        self,
+        count: int | None = None,
+        *,
+        size: int = 256,
+        defect_rate: float = 0.2,
+        fps: float | None = None,
+        seed: int = 0,
+    ):
+        self.count, self.size, self.defect_rate, self.fps, self.seed = (
+            count,
+            size,
+            defect_rate,
+            fps,
+            seed,
+        )
+        self.live = fps is not None
+        self.description = f"synthetic source ({'endless' if count is None else count} frames)"
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            from anodet.data.synthetic import DEFECT_TYPES, make_frame
+        except ImportError as exc:
+            raise AnodetError(f"the synthetic source needs anodet.data.synthetic ({exc})") from None
+        rng = np.random.default_rng(self.seed)
+        next_due = time.monotonic()
+        index = 0
+        while (self.count is None or index < self.count) and not self._closed.is_set():
+            defect = str(rng.choice(DEFECT_TYPES)) if rng.random() < self.defect_rate else None
+            rgb, depth, _ = make_frame(rng, self.size, defect)
+            if self.fps:
+                next_due += 1.0 / self.fps
+                if self._closed.wait(max(0.0, next_due - time.monotonic())):
+                    return
+            name = f"frame {index}" + (f" ({defect})" if defect else "")
+            yield Frame(index, time.time(), rgb, depth, name, defect is not None)
+            index += 1
+
+
+def open_source(
+    spec: str,
+    *,
+    fps: float | None = None,
+    width: int = 640,
+    height: int = 480,
+    filters: tuple[str, ...] = (),
+    synthetic_size: int = 256,
+) -> Source:
+    """Open a source from a ``--source`` string; see SOURCE_FORMS.
+
+    fps/width/height configure a live camera (fps also paces the synthetic source); filters
+    names RealSense post-processing filters (spatial, temporal, hole_filling).
+    """
+    forms = "; ".join(SOURCE_FORMS)
+    if spec == "realsense" or spec.startswith("realsense:"):
+        from anodet.runtime.realsense import RealSenseSource
+
+        serial = spec.partition(":")[2] or None
+        return RealSenseSource(
+            serial, width=width, height=height, fps=int(fps or 30), filters=filters
+        )
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        count = spec.partition(":")[2]
+        if count and not (count.isdigit() and int(count) > 0):
+            raise AnodetError(f"source '{spec}': N in synthetic:N must be a positive integer")
+        return SyntheticSource(int(count) if count else None, size=synthetic_size, fps=fps)
+    path = Path(spec)
+    if path.suffix.lower() in RECORDING_SUFFIXES:
+        if not path.is_file():
+            raise AnodetError(f"recording {path} not found")
+        from anodet.runtime.realsense import RecordingSource
+
+        return RecordingSource(path, filters=filters)
+    if path.is_dir():
+        return FolderSource(path)
+    if path.exists():
+        raise AnodetError(f"source '{spec}' is a file of an unknown kind; valid sources: {forms}")
+    raise AnodetError(f"source '{spec}' not found; valid sources: {forms}")
