@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,10 +225,13 @@ def _trace(det: Detector, path: Path, info: ModelInfo, opset: int, batch: int | 
         dynamic = {name: {0: "batch"} for name in [*names, *OUTPUTS]}
     # The wrapper must be in eval mode: the exporter restores the wrapper's mode afterwards,
     # and a fresh nn.Module is in training mode, which would switch BatchNorm to batch stats.
-    torch.onnx.export(
-        ExportGraph(det, fp16).eval(), tuple(args), str(path), input_names=names, output_names=list(OUTPUTS),
-        opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
-    )
+    with warnings.catch_warnings():
+        # The tracer warns about Python-side shape checks that are constant for a given config.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            ExportGraph(det, fp16).eval(), tuple(args), str(path), input_names=names, output_names=list(OUTPUTS),
+            opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
+        )
 
 
 def _set_io_shapes(model: onnx.ModelProto, info: ModelInfo) -> None:
