@@ -188,6 +188,7 @@ class RecordingSource:
         self.description = f"recording {self.path}"
         self.reader = _FramesetReader(self.rs, filters)
         self.stall_timeout = stall_timeout
+        self.drain_ms = 1000  # wait for in-flight frames once the reader reports end of file
         self.fps: float | None = None
         self._closed = False
 
@@ -218,16 +219,20 @@ class RecordingSource:
             silent_since = time.monotonic()
             while not self._closed:
                 ok, frames = pipe.try_wait_for_frames(200)
+                if not ok and playback.current_status() == self.rs.playback_status.stopped:
+                    # The reader has hit the end of the file, but the last sets may still be in
+                    # the pipeline's queues (seen under CPU load): drain before ending.
+                    ok, frames = pipe.try_wait_for_frames(self.drain_ms)
+                    if not ok:
+                        return
                 if ok:
                     silent_since = time.monotonic()
                     frame = self.reader.to_frame(frames)
                     if frame is not None:
                         yield frame
-                elif playback.current_status() == self.rs.playback_status.stopped:
-                    return  # end of file
                 elif time.monotonic() - silent_since > self.stall_timeout:
                     raise AnodetError(
-                        f"recording {self.path} stalled: no frame for {self.stall_timeout:.0f} s"
+                        f"recording {self.path} stalled: no frame for {self.stall_timeout:g} s"
                     )
         finally:
             pipe.stop()
@@ -302,11 +307,13 @@ def _feed(
 ) -> int:
     """Push frames through software sensors while the recorder's wrapped sensors stream."""
     # Frames reach the file only through the recorder's wrapped sensors, so those are the ones
-    # opened and started; a no-op callback consumes them.
+    # opened and started. The callback counts what passed through them: stopping a sensor
+    # while frames are still queued in the SDK would leave them out of the file.
     wrapped = recorder.query_sensors()
+    seen: list[int] = []
     for sensor, profile in zip(wrapped, profiles):
         sensor.open(profile)
-        sensor.start(lambda f: None)
+        sensor.start(lambda f: seen.append(1))
     first_profile = profiles[0].as_video_stream_profile()
     h, w = first_profile.height(), first_profile.width()
     t0, count = time.time() * 1000.0, 0
@@ -331,6 +338,13 @@ def _feed(
                     swf.depth_units = depth_units
                 sensor.on_video_frame(swf)
             count += 1
+        deadline = time.monotonic() + 10.0
+        while len(seen) < 2 * count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if len(seen) < 2 * count:
+            logger.warning(
+                "recorder saw %d of %d frames; the file may be short", len(seen), 2 * count
+            )
     finally:
         for sensor in wrapped:
             sensor.stop()

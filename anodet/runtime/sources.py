@@ -280,11 +280,13 @@ def open_source(
     height: int = 480,
     filters: tuple[str, ...] = (),
     synthetic_size: int = 256,
+    give_up_after: float = 30.0,
 ) -> Source:
     """Open a source from a ``--source`` string; see SOURCE_FORMS.
 
     fps/width/height configure a live camera (fps also paces the synthetic source); filters
-    names RealSense post-processing filters (spatial, temporal, hole_filling).
+    names RealSense post-processing filters (spatial, temporal, hole_filling); give_up_after is
+    how long (s) an unplugged camera may take to come back before the run fails.
     """
     forms = "; ".join(SOURCE_FORMS)
     if spec == "realsense" or spec.startswith("realsense:"):
@@ -292,7 +294,12 @@ def open_source(
 
         serial = spec.partition(":")[2] or None
         return RealSenseSource(
-            serial, width=width, height=height, fps=int(fps or 30), filters=filters
+            serial,
+            width=width,
+            height=height,
+            fps=int(fps or 30),
+            filters=filters,
+            give_up_after=give_up_after,
         )
     if spec == "synthetic" or spec.startswith("synthetic:"):
         count = spec.partition(":")[2]
