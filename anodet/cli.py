@@ -143,6 +143,27 @@ def synth_cmd(out, size, n_train, n_val, n_test, seed):
     click.echo(f"synthetic dataset written to {root}")
 
 
+@click.command("ablate")
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--weights", default="none", show_default=True, help=WEIGHTS_HELP)
+@click.option("--epochs", type=int, help="maximum epochs per preset")
+@click.option("--presets", default="rgbd_full,rgb_baseline,rgbd_reduced", show_default=True)
+@click.option("--image-size", type=int, help="override the input size of every preset")
+@click.option("--device", default="auto", show_default=True)
+@friendly
+def ablate_cmd(data, out, weights, epochs, presets, image_size, device):
+    """Train and evaluate each preset on the same data; write ablation.md/csv/json."""
+    _setup_logging(False)
+    from anodet.evaluation.ablation import ablate, format_table
+
+    overrides = {"data": {"image_size": image_size}} if image_size else None
+    rows = ablate(data, out, presets=_parse_list(presets), weights=weights, epochs=epochs, device=device,
+                  overrides=overrides)
+    click.echo(format_table(rows))
+    click.echo(f"wrote {out}/ablation.md, ablation.csv, ablation.json")
+
+
 @click.group("export")
 def export_group() -> None:
     """Export a trained model: onnx, int8, tensorrt, triton."""
@@ -261,7 +282,7 @@ def run_cmd(model, source, backend, events, save_anomalies, video, display, max_
     click.echo(str(summary), err=events is not None and str(events) == "-")
 
 
-for _cmd in (train_cmd, eval_cmd, synth_cmd, export_group, run_cmd):
+for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd):
     main.add_command(_cmd)
 
 if __name__ == "__main__":

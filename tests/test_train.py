@@ -102,3 +102,22 @@ def test_resume_refuses_different_config(trained, tiny_yaml, synth_data):
     with pytest.raises(AnodetError, match="different config"):
         train(cfg, synth_data, trained, resume=True, device="cpu")
     assert os.path.isfile(trained / "checkpoints" / "best.pt")  # nothing lost
+
+
+def test_ablation_writes_all_three_rows(synth_data, tmp_path):
+    import json
+
+    from anodet.evaluation.ablation import ablate
+
+    small = {"data": {"image_size": 64},
+             "model": {"backbone": "resnet18", "feature_size": 16, "reduce_channels": 8, "latent_dim": 8,
+                       "blur_sigma": 1.0},
+             "train": {"epochs": 2, "pixels_per_image": 64, "batch_size": 256}}
+    rows = ablate(synth_data, tmp_path, presets=["rgbd_full", "rgb_baseline", "rgbd_reduced"], device="cpu",
+                  overrides=small)
+    assert [r["preset"] for r in rows] == ["rgbd_full", "rgb_baseline", "rgbd_reduced"]
+    assert rows[1]["in_channels"] == 3 and rows[2]["layers"] == "layer2+layer3"
+    saved = json.loads((tmp_path / "ablation.json").read_text())["rows"]
+    assert len(saved) == 3 and all(0 <= r["image_auroc"] <= 1 and r["forward_ms"] > 0 for r in saved)
+    assert (tmp_path / "ablation.md").read_text().count("\n| rgb") == 3
+    assert len((tmp_path / "ablation.csv").read_text().strip().splitlines()) == 4
