@@ -75,7 +75,11 @@ def calibrate(raw_maps: torch.Tensor, method: str, q: float) -> tuple[float, flo
 
 
 def _check_resume(ckpt: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
-    if ckpt.get("config") != cfg.to_dict():
+    # A different epoch budget is fine (that is how a run is extended); anything else is not.
+    def comparable(raw: dict[str, Any]) -> dict[str, Any]:
+        return {**raw, "train": {k: v for k, v in raw.get("train", {}).items() if k != "epochs"}}
+
+    if comparable(ckpt.get("config", {})) != comparable(cfg.to_dict()):
         raise AnodetError(f"--resume: {path} was trained with a different config; use the same --config and options")
     if "optimizer" not in ckpt:
         raise AnodetError(f"--resume: {path} holds no optimizer state (use last.pt)")
