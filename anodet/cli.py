@@ -282,7 +282,29 @@ def run_cmd(model, source, backend, events, save_anomalies, video, display, max_
     click.echo(str(summary), err=events is not None and str(events) == "-")
 
 
-for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd):
+@click.command("bench")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--backends", default="torch,torch-seed,onnx-cpu,onnx-int8,onnx-fp16,onnx-cuda,onnx-trt,tensorrt",
+              show_default=True)
+@click.option("--batch", "batches", default="1", show_default=True, help="comma-separated batch sizes")
+@click.option("--warmup", default=3, show_default=True)
+@click.option("--runs", default=20, show_default=True)
+@click.option("--threads", type=int, help="intra-op threads (torch and ONNX Runtime)")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@friendly
+def bench_cmd(checkpoint, data, backends, batches, warmup, runs, threads, out):
+    """Latency, throughput, memory and accuracy per backend in one table."""
+    _setup_logging(False)
+    from anodet.bench.runner import bench, format_table
+
+    res = bench(checkpoint, data=data, backends=_parse_list(backends), batches=_parse_list(batches, int),
+                warmup=warmup, runs=runs, out=out, threads=threads)
+    click.echo(format_table(res))
+    click.echo(f"wrote {out}/bench.md, bench.json, bench.png")
+
+
+for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd, bench_cmd):
     main.add_command(_cmd)
 
 if __name__ == "__main__":

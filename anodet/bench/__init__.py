@@ -1,0 +1,1 @@
+"""anodet-bench: latency, throughput, memory and accuracy per backend (see runner.py)."""
