@@ -23,14 +23,20 @@ TRT_MESSAGE = "TensorRT is not installed: pip install tensorrt cuda-python"
 
 def model_info(depth: bool = True, precision: str = "fp32") -> ModelInfo:
     return ModelInfo(
-        version="0.1.0", preset="test", in_channels=4 if depth else 3, image_size=S,
-        preprocess=PreprocessSpec(image_size=S), raw_threshold=1.0, score_scale=2.0,
-        batch=None, precision=precision,
+        version="0.1.0",
+        preset="test",
+        in_channels=4 if depth else 3,
+        image_size=S,
+        preprocess=PreprocessSpec(image_size=S),
+        raw_threshold=1.0,
+        score_scale=2.0,
+        batch=None,
+        precision=precision,
     )
 
 
 def make_onnx(path, *, fp16: bool = False, anodet: bool = True):
-    """Tiny anodet-contract graph: map = mean(rgb)/255 + depth, score = max(map), mask = map > .5."""
+    """Tiny anodet graph: map = mean(rgb)/255 + depth, score = max(map), mask = map > .5."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
@@ -39,21 +45,30 @@ def make_onnx(path, *, fp16: bool = False, anodet: bool = True):
         helper.make_node("Cast", ["rgb"], ["rgb_f"], to=f),
         helper.make_node("ReduceMean", ["rgb_f"], ["mean"], axes=[3], keepdims=0),
         helper.make_node("Div", ["mean", "c255"], ["scaled"]),
-        helper.make_node("Add", ["scaled", "depth"], ["anomaly_map"]),
-        helper.make_node("ReduceMax", ["anomaly_map"], ["score"], axes=[1, 2], keepdims=0),
-        helper.make_node("Greater", ["anomaly_map", "half"], ["over"]),
+        helper.make_node("Add", ["scaled", "depth"], ["map"]),
+        # outputs are not consumed inside the graph: onnxconverter-common mistypes those
+        helper.make_node("Identity", ["map"], ["anomaly_map"]),
+        helper.make_node("ReduceMax", ["map"], ["score"], axes=[1, 2], keepdims=0),
+        helper.make_node("Greater", ["map", "half"], ["over"]),
         helper.make_node("Cast", ["over"], ["over_f"], to=f),
         helper.make_node("Cast", ["over_f"], ["mask"], to=TensorProto.UINT8),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("rgb", TensorProto.UINT8, ["N", S, S, 3]),
-         helper.make_tensor_value_info("depth", f, ["N", S, S])],
-        [helper.make_tensor_value_info("score", f, ["N"]),
-         helper.make_tensor_value_info("anomaly_map", f, ["N", S, S]),
-         helper.make_tensor_value_info("mask", TensorProto.UINT8, ["N", S, S])],
-        initializer=[helper.make_tensor("c255", f, [], [255.0]),
-                     helper.make_tensor("half", f, [], [0.5])],
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info("rgb", TensorProto.UINT8, ["N", S, S, 3]),
+            helper.make_tensor_value_info("depth", f, ["N", S, S]),
+        ],
+        [
+            helper.make_tensor_value_info("score", f, ["N"]),
+            helper.make_tensor_value_info("anomaly_map", f, ["N", S, S]),
+            helper.make_tensor_value_info("mask", TensorProto.UINT8, ["N", S, S]),
+        ],
+        initializer=[
+            helper.make_tensor("c255", f, [], [255.0]),
+            helper.make_tensor("half", f, [], [0.5]),
+        ],
     )
     for i, node in enumerate(graph.node):  # onnxconverter-common keys nodes by name
         node.name = f"{node.op_type.lower()}_{i}"
@@ -62,9 +77,15 @@ def make_onnx(path, *, fp16: bool = False, anodet: bool = True):
     if fp16:
         from onnxconverter_common import float16
 
-        # Cast nodes stay FP32: the converter does not rewrite their "to" attribute
-        block = [*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
-        model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+        model = float16.convert_float_to_float16(model, keep_io_types=True)
+        # onnxconverter-common 1.16 leaves Cast(to=FLOAT) inside the graph, which then no
+        # longer type-checks (blocking "Cast" instead makes it loop forever): retarget them
+        outputs = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            if node.op_type == "Cast" and node.output[0] not in outputs:
+                for attr in node.attribute:
+                    if attr.name == "to" and attr.i == f:
+                        attr.i = TensorProto.FLOAT16
     if anodet:
         info = model_info(precision="fp16" if fp16 else "fp32")
         helper.set_model_props(model, {"anodet": info.to_json()})
@@ -77,8 +98,13 @@ def fake_engine(tmp_path, **overrides):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"0123456789")
     sidecar = {
-        "format": "anodet-engine/1", "tensorrt_version": "10.3.0", "gpu_name": "Orin",
-        "compute_capability": "8.7", "plan_bytes": 10, "inputs": [], "outputs": [],
+        "format": "anodet-engine/1",
+        "tensorrt_version": "10.3.0",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+        "plan_bytes": 10,
+        "inputs": [],
+        "outputs": [],
         "onnx_metadata": {"anodet": model_info().to_json()},
     }
     sidecar.update(overrides)
@@ -94,9 +120,12 @@ def no_tensorrt(monkeypatch):
 @pytest.fixture
 def fake_trt(monkeypatch):
     """Pretend TensorRT 10.3.0 on an Orin (compute capability 8.7)."""
-    monkeypatch.setattr(backend, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0"))
     monkeypatch.setattr(
-        backend, "gpu_properties",
+        backend, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0")
+    )
+    monkeypatch.setattr(
+        backend,
+        "gpu_properties",
         lambda: {"device": 0, "name": "Orin", "compute_capability": "8.7"},
     )
 
@@ -126,7 +155,9 @@ def test_backend_without_tensorrt_says_how_to_install(tmp_path, no_tensorrt):
 def test_build_refuses_before_tensorrt(tmp_path, no_tensorrt):
     """Non-anodet graphs and existing engines are refused without touching TensorRT."""
     with pytest.raises(AnodetError, match="not an anodet export"):
-        export_trt.build_engine(make_onnx(tmp_path / "plain.onnx", anodet=False), tmp_path / "a.engine")
+        export_trt.build_engine(
+            make_onnx(tmp_path / "plain.onnx", anodet=False), tmp_path / "a.engine"
+        )
     (tmp_path / "b.engine").write_bytes(b"old")
     with pytest.raises(AnodetError, match="already exists"):
         export_trt.build_engine(make_onnx(tmp_path / "m.onnx"), tmp_path / "b.engine")
@@ -182,13 +213,19 @@ def test_read_info_reads_the_sidecar(tmp_path):
 
 def test_choose_precision():
     assert export_trt.choose_precision(10, True, "fp32") == {
-        "precision": "fp16", "fp16_flag": True, "strongly_typed": False}
+        "precision": "fp16",
+        "fp16_flag": True,
+        "strongly_typed": False,
+    }
     assert export_trt.choose_precision(10, False, "fp32")["fp16_flag"] is False
     for major in (10, 11):
         mode = export_trt.choose_precision(major, True, "fp16")
         assert mode == {"precision": "fp16", "fp16_flag": False, "strongly_typed": True}
     assert export_trt.choose_precision(11, False, "fp32") == {
-        "precision": "fp32", "fp16_flag": False, "strongly_typed": True}
+        "precision": "fp32",
+        "fp16_flag": False,
+        "strongly_typed": True,
+    }
     with pytest.raises(AnodetError, match="anodet-export onnx --fp16"):
         export_trt.choose_precision(11, True, "fp32")
 
@@ -214,7 +251,9 @@ def test_cuda_check_unpacks_and_explains():
     assert backend.cuda_check((ok, 7), "x") == 7
     assert backend.cuda_check((ok,), "x") is None
     assert backend.cuda_check((ok, 1, 2), "x") == (1, 2)
-    with pytest.raises(backend.CudaError, match=r"cudaMalloc\(rgb\) failed: cudaErrorMemoryAllocation"):
+    with pytest.raises(
+        backend.CudaError, match=r"cudaMalloc\(rgb\) failed: cudaErrorMemoryAllocation"
+    ):
         backend.cuda_check((cudart.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(rgb)")
 
 
@@ -266,8 +305,9 @@ def test_gpu_build_and_run_fp32(tmp_path):
     trt = _require_gpu()
     model = make_onnx(tmp_path / "model.onnx")
     cache = tmp_path / "timing.cache"
-    side = export_trt.build_engine(model, tmp_path / "m.engine", fp16=False, max_batch=4,
-                                   timing_cache=cache)
+    side = export_trt.build_engine(
+        model, tmp_path / "m.engine", fp16=False, max_batch=4, timing_cache=cache
+    )
     assert side["tensorrt_version"] == trt.__version__ and side["precision"] == "fp32"
     assert side["inputs"][0]["profile"]["max"][0] == 4 and cache.is_file()
     assert (tmp_path / "m.engine").read_bytes()[:4] != b"{"  # raw plan, nothing prepended

@@ -9,13 +9,13 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-from google.protobuf import text_format  # noqa: E402  (after the importorskip guards)
-from onnx import TensorProto, helper  # noqa: E402
+from google.protobuf import text_format
+from onnx import TensorProto, helper
 
-from anodet.artifact import ModelInfo, info_from_json  # noqa: E402
-from anodet.errors import AnodetError  # noqa: E402
-from anodet.export.triton import write_repository  # noqa: E402
-from anodet.preprocess import PreprocessSpec  # noqa: E402
+from anodet.artifact import ModelInfo, info_from_json
+from anodet.errors import AnodetError
+from anodet.export.triton import write_repository
+from anodet.preprocess import PreprocessSpec
 
 S = 8
 
@@ -43,15 +43,22 @@ def make_onnx(path, *, depth=True, batch="N", anodet=True):
         helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, S, S]),
         helper.make_tensor_value_info("mask", TensorProto.UINT8, [batch, S, S]),
     ]
-    consts = [helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0]),
-              helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])]
+    consts = [
+        helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0]),
+        helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+    ]
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if anodet:
         info = ModelInfo(
-            version="0.1.0", preset="test", in_channels=4 if depth else 3, image_size=S,
-            preprocess=PreprocessSpec(image_size=S), raw_threshold=1.0, score_scale=2.0,
+            version="0.1.0",
+            preset="test",
+            in_channels=4 if depth else 3,
+            image_size=S,
+            preprocess=PreprocessSpec(image_size=S),
+            raw_threshold=1.0,
+            score_scale=2.0,
             batch=None if batch == "N" else batch,
         )
         helper.set_model_props(model, {"anodet": info.to_json()})
@@ -61,7 +68,9 @@ def make_onnx(path, *, depth=True, batch="N", anodet=True):
 
 
 def parse_config(model_dir):
-    return text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    return text_format.Parse(
+        (model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
 
 
 def tensor_by_name(tensors, name):
@@ -158,14 +167,26 @@ def test_engine_repository_from_sidecar(tmp_path):
     engine.write_bytes(b"plan-bytes")
     prof = {"min": [1, S, S, 3], "opt": [1, S, S, 3], "max": [8, S, S, 3]}
     sidecar = {
-        "format": "anodet-engine/1", "tensorrt_version": "10.3.0", "compute_capability": "8.7",
-        "gpu_name": "Orin", "plan_bytes": 10, "onnx_metadata": meta,
-        "inputs": [{"name": "rgb", "dtype": "uint8", "shape": [-1, S, S, 3], "profile": prof},
-                   {"name": "depth", "dtype": "float32", "shape": [-1, S, S],
-                    "profile": {k: v[:3] for k, v in prof.items()}}],
-        "outputs": [{"name": "score", "dtype": "float32", "shape": [-1]},
-                    {"name": "anomaly_map", "dtype": "float32", "shape": [-1, S, S]},
-                    {"name": "mask", "dtype": "uint8", "shape": [-1, S, S]}],
+        "format": "anodet-engine/1",
+        "tensorrt_version": "10.3.0",
+        "compute_capability": "8.7",
+        "gpu_name": "Orin",
+        "plan_bytes": 10,
+        "onnx_metadata": meta,
+        "inputs": [
+            {"name": "rgb", "dtype": "uint8", "shape": [-1, S, S, 3], "profile": prof},
+            {
+                "name": "depth",
+                "dtype": "float32",
+                "shape": [-1, S, S],
+                "profile": {k: v[:3] for k, v in prof.items()},
+            },
+        ],
+        "outputs": [
+            {"name": "score", "dtype": "float32", "shape": [-1]},
+            {"name": "anomaly_map", "dtype": "float32", "shape": [-1, S, S]},
+            {"name": "mask", "dtype": "uint8", "shape": [-1, S, S]},
+        ],
     }
     (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
     model_dir = write_repository(engine, tmp_path / "repo", max_batch=8)
@@ -182,7 +203,9 @@ def test_engine_repository_from_sidecar(tmp_path):
 def test_tiny_graph_runs(tmp_path):
     """The fixture graph is a valid model (guards the fixture, not the repository writer)."""
     ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(str(make_onnx(tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(make_onnx(tmp_path / "m.onnx")), providers=["CPUExecutionProvider"]
+    )
     rgb = np.full((2, S, S, 3), 255, np.uint8)
     score, amap, mask = sess.run(None, {"rgb": rgb, "depth": np.zeros((2, S, S), np.float32)})
     assert score.shape == (2,) and amap.shape == (2, S, S) and mask.dtype == np.uint8

@@ -52,8 +52,10 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
         return _ort_metadata(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends for a damaged file
-        raise AnodetError(f"{path} is not a readable ONNX model ({exc.__class__.__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends for a damaged file
+        raise AnodetError(
+            f"{path} is not a readable ONNX model ({exc.__class__.__name__})"
+        ) from None
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -61,11 +63,15 @@ def _ort_metadata(path: Path) -> dict[str, str]:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise AnodetError("reading ONNX metadata needs onnx or onnxruntime: pip install onnx") from None
+        raise AnodetError(
+            "reading ONNX metadata needs onnx or onnxruntime: pip install onnx"
+        ) from None
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types
-        raise AnodetError(f"{path} is not a readable ONNX model ({exc.__class__.__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise AnodetError(
+            f"{path} is not a readable ONNX model ({exc.__class__.__name__})"
+        ) from None
     return dict(sess.get_modelmeta().custom_metadata_map)
 
 
@@ -143,12 +149,14 @@ def _use_timing_cache(config: Any, path: Path) -> None:
     if blob:
         try:
             cache = config.create_timing_cache(blob)
-        except Exception:  # a damaged cache file: TensorRT's binding raises its own types
+        except Exception:  # noqa: BLE001 - a damaged cache file: TensorRT's binding raises its own types
             cache = None
     # ignore_mismatch=False: tactics timed on another GPU would be wrong here
     if cache is None or not config.set_timing_cache(cache, False):
         if blob:
-            log.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", path)
+            log.warning(
+                "timing cache %s does not match this GPU/TensorRT; starting a new one", path
+            )
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
@@ -173,7 +181,9 @@ def build_engine(
     metadata = read_onnx_metadata(onnx_path)
     info = info_from_metadata(metadata, str(onnx_path))  # refuse non-anodet graphs up front
     if engine_path.exists() and not force:
-        raise AnodetError(f"{engine_path} already exists; pass force=True (--force) to overwrite it")
+        raise AnodetError(
+            f"{engine_path} already exists; pass force=True (--force) to overwrite it"
+        )
     if workspace_gb <= 0:
         raise AnodetError(f"workspace_gb must be > 0, got {workspace_gb}")
     trt = import_tensorrt()
@@ -215,12 +225,19 @@ def build_engine(
     if cache_path is not None:
         _use_timing_cache(config, cache_path)
 
-    log.info("building %s TensorRT %s engine from %s on %s (this takes minutes)",
-             mode["precision"], trt.__version__, onnx_path, gpu["name"])
+    log.info(
+        "building %s TensorRT %s engine from %s on %s (this takes minutes)",
+        mode["precision"],
+        trt.__version__,
+        onnx_path,
+        gpu["name"],
+    )
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise AnodetError(f"TensorRT failed to build an engine from {onnx_path} (see its errors logged above)")
+        raise AnodetError(
+            f"TensorRT failed to build an engine from {onnx_path} (see its errors logged above)"
+        )
     seconds = time.perf_counter() - start
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(engine_path, memoryview(plan))
@@ -243,8 +260,12 @@ def build_engine(
         "workspace_gb": workspace_gb,
         "batch": batch,
         "inputs": [
-            {"name": t.name, "dtype": _np_dtype(trt, t.dtype), "shape": [int(d) for d in t.shape],
-             "profile": dict(zip(("min", "opt", "max"), ([*s] for s in shapes[t.name])))}
+            {
+                "name": t.name,
+                "dtype": _np_dtype(trt, t.dtype),
+                "shape": [int(d) for d in t.shape],
+                "profile": dict(zip(("min", "opt", "max"), ([*s] for s in shapes[t.name]))),
+            }
             for t in inputs
         ],
         "outputs": [
@@ -256,6 +277,10 @@ def build_engine(
         "onnx_metadata": metadata,
     }
     _write_atomic(sidecar_path(engine_path), json.dumps(sidecar, indent=2).encode())
-    log.info("wrote %s (%.1f MB, built in %.0f s) and its sidecar",
-             engine_path, sidecar["plan_bytes"] / 1e6, seconds)
+    log.info(
+        "wrote %s (%.1f MB, built in %.0f s) and its sidecar",
+        engine_path,
+        sidecar["plan_bytes"] / 1e6,
+        seconds,
+    )
     return sidecar

@@ -35,8 +35,14 @@ log = logging.getLogger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 TRITON_TYPES = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -57,20 +63,27 @@ def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         raise AnodetError("reading ONNX inputs and outputs needs onnx: pip install onnx") from None
     model = onnx.load(str(path), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise AnodetError(f"{path} keeps its weights in external files; export it as a single .onnx file")
+        raise AnodetError(
+            f"{path} keeps its weights in external files; export it as a single .onnx file"
+        )
     weights = {t.name for t in model.graph.initializer}
 
     def spec(value: Any) -> TensorSpec:
         tt = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim)
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim
+        )
         return TensorSpec(value.name, helper.tensor_dtype_to_np_dtype(tt.elem_type).name, dims)
 
-    return ([spec(v) for v in model.graph.input if v.name not in weights],
-            [spec(v) for v in model.graph.output])
+    return (
+        [spec(v) for v in model.graph.input if v.name not in weights],
+        [spec(v) for v in model.graph.output],
+    )
 
 
 def engine_io(sidecar: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """I/O of an engine from its sidecar (the plan itself needs TensorRT and a GPU to read)."""
+
     def spec(raw: dict[str, Any]) -> TensorSpec:
         return TensorSpec(raw["name"], raw["dtype"], tuple(int(d) for d in raw["shape"]))
 
@@ -90,8 +103,14 @@ def _tensor_block(spec: TensorSpec, batched: bool) -> str:
 
 
 def render_config(
-    name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
-    *, max_batch_size: int, instances: int, source: str,
+    name: str,
+    platform: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    *,
+    max_batch_size: int,
+    instances: int,
+    source: str,
 ) -> str:
     """The config.pbtxt text (protobuf text format of Triton's ModelConfig)."""
     batched = max_batch_size > 0
@@ -166,13 +185,18 @@ def write_repository(
     batch = _batch_dim(inputs, outputs, model_path)
     max_batch_size = max_batch if batch == -1 else 0
     if batch != -1:
-        log.warning("%s has a fixed batch of %d: Triton cannot batch it (max_batch_size 0)", model_path, batch)
+        log.warning(
+            "%s has a fixed batch of %d: Triton cannot batch it (max_batch_size 0)",
+            model_path,
+            batch,
+        )
     elif platform == "tensorrt_plan":
         profile = sidecar["inputs"][0]["profile"]
         lo, hi = int(profile["min"][0]), int(profile["max"][0])
         if lo != 1 or max_batch > hi:
             raise AnodetError(
-                f"engine {model_path} was built for batches {lo}..{hi}; Triton sends 1..{max_batch}. "
+                f"engine {model_path} was built for batches {lo}..{hi}; "
+                f"Triton sends 1..{max_batch}. "
                 f"Rebuild with min_batch=1 and max_batch>={max_batch}, or pass max_batch<={hi}"
             )
 
@@ -187,8 +211,15 @@ def write_repository(
         shutil.copyfile(model_path, staging / "1" / filename)
         if platform == "tensorrt_plan":  # keeps read_info/check_engine_compat working on the copy
             shutil.copyfile(sidecar_path(model_path), staging / "1" / (filename + ".json"))
-        config = render_config(name, platform, inputs, outputs, max_batch_size=max_batch_size,
-                               instances=instances, source=model_path.name)
+        config = render_config(
+            name,
+            platform,
+            inputs,
+            outputs,
+            max_batch_size=max_batch_size,
+            instances=instances,
+            source=model_path.name,
+        )
         (staging / "config.pbtxt").write_text(config)
         meta = json.loads(metadata[METADATA_KEY])
         (staging / "anodet.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -12,6 +12,7 @@ A backend is not thread-safe: use one per thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -70,16 +71,16 @@ def import_cudart() -> Any:
     return cudart
 
 
+def _error_name(cudart: Any, err: Any) -> str:
+    name, text = (f(err)[1] for f in (cudart.cudaGetErrorName, cudart.cudaGetErrorString))
+    return f"{bytes(name).decode()} ({bytes(text).decode()})"
+
+
 def cuda_check(result: Any, what: str) -> Any:
     """Unpack cuda-python's ``(err, *values)`` tuple; raise CudaError naming the call on failure."""
     err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-    if int(getattr(err, "value", err)) != 0:
-        cudart = import_cudart()
-        name = cudart.cudaGetErrorName(err)[1]
-        text = cudart.cudaGetErrorString(err)[1]
-        name = name.decode() if isinstance(name, bytes) else str(name)
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        raise CudaError(f"CUDA call {what} failed: {name} ({text})")
+    if int(err) != 0:
+        raise CudaError(f"CUDA call {what} failed: {_error_name(import_cudart(), err)}")
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -89,13 +90,10 @@ def gpu_properties() -> dict[str, Any]:
     """Name and compute capability of the current CUDA device; AnodetError when there is none."""
     cudart = import_cudart()
     err, *rest = cudart.cudaGetDeviceCount()
-    count = rest[0] if rest and int(err) == 0 else 0
-    if not count:
-        reason = cudart.cudaGetErrorName(err)[1]
-        reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+    if int(err) != 0 or not rest or not rest[0]:
         raise AnodetError(
-            f"no NVIDIA GPU is available ({reason}); TensorRT engines need a CUDA GPU and driver. "
-            "Use the onnxruntime backend on machines without one"
+            f"no NVIDIA GPU is available ({_error_name(cudart, err)}); TensorRT engines need a "
+            "CUDA GPU and driver. Use the onnxruntime backend on machines without one"
         )
     device = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
     prop = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
@@ -108,7 +106,7 @@ def gpu_properties() -> dict[str, Any]:
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
-    """``model.engine`` -> ``model.engine.json`` (the same rule as :func:`anodet.artifact.read_info`)."""
+    """``model.engine`` -> ``model.engine.json``, the rule ``artifact.read_info`` uses."""
     path = Path(engine_path)
     return path.with_name(path.name + ".json")
 
@@ -117,7 +115,9 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
     """Load an engine's JSON sidecar; AnodetError when it is missing or corrupt."""
     side = sidecar_path(engine_path)
     if not side.is_file():
-        raise AnodetError(f"engine sidecar {side} is missing; rebuild with `anodet-export tensorrt`")
+        raise AnodetError(
+            f"engine sidecar {side} is missing; rebuild with `anodet-export tensorrt`"
+        )
     try:
         data = json.loads(side.read_text())
         if not isinstance(data, dict) or any(k not in data for k in _SIDECAR_KEYS):
@@ -140,18 +140,21 @@ def compat_problems(
     problems = []
     built = str(sidecar.get("tensorrt_version"))
     if built != str(tensorrt_version):
-        problems.append(f"it was built with TensorRT {built} but TensorRT {tensorrt_version} is installed")
+        problems.append(
+            f"it was built with TensorRT {built} but TensorRT {tensorrt_version} is installed"
+        )
     cc = str(sidecar.get("compute_capability"))
     if cc != str(compute_capability):
         gpu = sidecar.get("gpu_name", "another GPU")
         problems.append(
-            f"it was built for compute capability {cc} ({gpu}) but this GPU has {compute_capability}"
+            f"it was built for compute capability {cc} ({gpu}) "
+            f"but this GPU has {compute_capability}"
         )
     return problems
 
 
 def check_engine_compat(engine_path: str | Path) -> dict[str, Any]:
-    """Refuse an engine built by another TensorRT version or GPU architecture; return its sidecar."""
+    """Refuse an engine built by another TensorRT or GPU architecture; return its sidecar."""
     path = Path(engine_path)
     if not path.is_file():
         raise AnodetError(f"engine file not found: {path}")
@@ -177,7 +180,10 @@ def check_engine_compat(engine_path: str | Path) -> dict[str, Any]:
         log.warning(
             "engine %s was built on %s and runs on %s (same compute capability %s); it works "
             "but may be slower than an engine built here",
-            path, sidecar["gpu_name"], gpu["name"], gpu["compute_capability"],
+            path,
+            sidecar["gpu_name"],
+            gpu["name"],
+            gpu["compute_capability"],
         )
     return sidecar
 
@@ -199,8 +205,13 @@ def trt_logger(trt: Any) -> Any:
     if _LOGGER is None:
         sev = trt.ILogger.Severity
         # TensorRT's INFO is build chatter: keep it at DEBUG so users see warnings and errors
-        levels = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR,
-                  sev.WARNING: logging.WARNING, sev.INFO: logging.DEBUG, sev.VERBOSE: logging.DEBUG}
+        levels = {
+            sev.INTERNAL_ERROR: logging.ERROR,
+            sev.ERROR: logging.ERROR,
+            sev.WARNING: logging.WARNING,
+            sev.INFO: logging.DEBUG,
+            sev.VERBOSE: logging.DEBUG,
+        }
         trt_log = logging.getLogger("anodet.tensorrt")
 
         class _Logger(trt.ILogger):
@@ -217,16 +228,27 @@ def trt_logger(trt: Any) -> Any:
 def check_batch(info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None) -> int:
     """Validate a batch against the model contract; return its size N."""
     s = info.image_size
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[1:] != (s, s, 3):
+    if (
+        not isinstance(rgb, np.ndarray)
+        or rgb.dtype != np.uint8
+        or rgb.ndim != 4
+        or rgb.shape[1:] != (s, s, 3)
+    ):
         got = f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}"
         raise AnodetError(f"rgb must be uint8 N x {s} x {s} x 3 (RGB order), got {got}")
     n = rgb.shape[0]
     if info.needs_depth:
         if depth is None:
             raise AnodetError("this model needs depth: pass float32 N x S x S depth in metres")
-        if not isinstance(depth, np.ndarray) or depth.dtype != np.float32 or depth.shape != (n, s, s):
+        if (
+            not isinstance(depth, np.ndarray)
+            or depth.dtype != np.float32
+            or depth.shape != (n, s, s)
+        ):
             got = f"{getattr(depth, 'dtype', type(depth).__name__)} {getattr(depth, 'shape', '')}"
-            raise AnodetError(f"depth must be float32 {n} x {s} x {s} (metres, 0 = missing), got {got}")
+            raise AnodetError(
+                f"depth must be float32 {n} x {s} x {s} (metres, 0 = missing), got {got}"
+            )
     elif depth is not None:
         raise AnodetError("this model is RGB-only: pass depth=None")
     return n
@@ -276,7 +298,9 @@ class TensorRTBackend:
         self._runtime = trt.Runtime(trt_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise AnodetError(f"TensorRT could not deserialize {path} (see the TensorRT errors logged above)")
+            raise AnodetError(
+                f"TensorRT could not deserialize {path} (see the TensorRT errors logged above)"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise AnodetError(f"TensorRT could not create an execution context for {path}")
@@ -290,7 +314,7 @@ class TensorRTBackend:
         rgb_shape = tuple(self._engine.get_tensor_shape(INPUT_RGB))
         if rgb_shape[0] == -1:  # dynamic batch: the range comes from optimization profile 0
             mins, _, maxs = self._engine.get_tensor_profile_shape(INPUT_RGB, 0)
-            self.min_batch, self.max_batch = int(tuple(mins)[0]), int(tuple(maxs)[0])
+            self.min_batch, self.max_batch = int(next(iter(mins))), int(next(iter(maxs)))
         else:
             self.min_batch = self.max_batch = int(rgb_shape[0])
         self._stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
@@ -321,8 +345,12 @@ class TensorRTBackend:
         s = self.info.image_size
         return {
             "score": np.concatenate([p[OUTPUT_SCORE] for p in parts]).astype(np.float32).reshape(n),
-            "anomaly_map": np.concatenate([p[OUTPUT_MAP] for p in parts]).astype(np.float32).reshape(n, s, s),
-            "mask": np.concatenate([p[OUTPUT_MASK] for p in parts]).astype(np.uint8).reshape(n, s, s),
+            "anomaly_map": np.concatenate([p[OUTPUT_MAP] for p in parts])
+            .astype(np.float32)
+            .reshape(n, s, s),
+            "mask": np.concatenate([p[OUTPUT_MASK] for p in parts])
+            .astype(np.uint8)
+            .reshape(n, s, s),
         }
 
     def _run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -338,8 +366,9 @@ class TensorRTBackend:
             np.copyto(view, arr, casting="same_kind")  # same_kind: an FP16-input engine
             buf = self._buffers[name]
             cuda_check(
-                cudart.cudaMemcpyAsync(buf.device_ptr, buf.host_ptr, view.nbytes,
-                                       kind.cudaMemcpyHostToDevice, stream),
+                cudart.cudaMemcpyAsync(
+                    buf.device_ptr, buf.host_ptr, view.nbytes, kind.cudaMemcpyHostToDevice, stream
+                ),
                 f"cudaMemcpyAsync({name}, host to device)",
             )
         for buf in self._buffers.values():
@@ -353,8 +382,9 @@ class TensorRTBackend:
             shapes[buf.name] = tuple(int(d) for d in ctx.get_tensor_shape(buf.name))
             nbytes = int(np.prod(shapes[buf.name])) * buf.dtype.itemsize
             cuda_check(
-                cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, nbytes,
-                                       kind.cudaMemcpyDeviceToHost, stream),
+                cudart.cudaMemcpyAsync(
+                    buf.host_ptr, buf.device_ptr, nbytes, kind.cudaMemcpyDeviceToHost, stream
+                ),
                 f"cudaMemcpyAsync({buf.name}, device to host)",
             )
         cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
@@ -381,17 +411,15 @@ class TensorRTBackend:
             _quiet(cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
             self._stream = None
 
-    def __enter__(self) -> TensorRTBackend:
+    def __enter__(self) -> TensorRTBackend:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: modules may be gone
             self.close()
-        except Exception:  # interpreter shutdown: modules may already be gone
-            pass
 
 
 def _quiet(result: Any, what: str) -> None:
