@@ -201,16 +201,18 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
 @click.option("--method", default="minmax", show_default=True, help="minmax, percentile or entropy")
 @click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger image AUROC loss")
 @click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
+@click.option("--keep-fp32", default="autoencoder", show_default=True,
+              help="comma-separated modules left in FP32 (backbone, aligner, autoencoder; '' for none)")
 @click.option("--force", is_flag=True, help="overwrite an existing output")
 @friendly
-def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, force):
+def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, keep_fp32, force):
     """ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, with measured speed and accuracy."""
     _setup_logging(False)
     from anodet.export.quantize import quantize_int8
 
     r = quantize_int8(model, calib, output, max_images=images, max_auroc_drop=max_auroc_drop,
-                      accept=accept_drop, force=force, method=method)
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+                      accept=accept_drop, force=force, method=method, keep_fp32=tuple(_parse_list(keep_fp32)))
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
     click.echo(f"calibrated on {r.calib_images} normal frames")
     click.echo(f"latency (ORT CPU, batch 1, median): fp32 {r.fp32_ms:.1f} ms, int8 {r.int8_ms:.1f} ms "
                f"-> {r.speedup:.2f}x")
@@ -283,7 +285,9 @@ def run_cmd(model, source, backend, events, save_anomalies, video, display, max_
 
 
 @click.command("bench")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="trained best.pt (exports what each row needs)")
+@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+              help="an already exported .onnx/.engine to add as a row (repeatable)")
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--backends", default="torch,torch-seed,onnx-cpu,onnx-int8,onnx-fp16,onnx-cuda,onnx-trt,tensorrt",
               show_default=True)
@@ -293,13 +297,13 @@ def run_cmd(model, source, backend, events, save_anomalies, video, display, max_
 @click.option("--threads", type=int, help="intra-op threads (torch and ONNX Runtime)")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @friendly
-def bench_cmd(checkpoint, data, backends, batches, warmup, runs, threads, out):
+def bench_cmd(checkpoint, models, data, backends, batches, warmup, runs, threads, out):
     """Latency, throughput, memory and accuracy per backend in one table."""
     _setup_logging(False)
-    from anodet.bench.runner import bench, format_table
+    from anodet.bench import bench, format_table
 
-    res = bench(checkpoint, data=data, backends=_parse_list(backends), batches=_parse_list(batches, int),
-                warmup=warmup, runs=runs, out=out, threads=threads)
+    res = bench(checkpoint, models=models, data=data, backends=_parse_list(backends) if checkpoint else [],
+                batches=_parse_list(batches, int), warmup=warmup, runs=runs, out=out, threads=threads)
     click.echo(format_table(res))
     click.echo(f"wrote {out}/bench.md, bench.json, bench.png")
 
