@@ -20,6 +20,7 @@ LAYERS = ("layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
 REDUCTIONS = ("pca", "orthogonal", "group")
 THRESHOLD_METHODS = ("image_quantile", "pixel_quantile")
+ERROR_NORMS = ("none", "std", "zscore")
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,14 @@ class ModelConfig:
     smooth_kernel: int = 3  # mean filter on the aligned map (reflection padded); 1 = off
     latent_dim: int = 128  # autoencoder bottleneck d (DFR: C -> (C+2d)/2 -> 2d -> d)
     blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
-    bn_recalibration: int = 32  # random-init backbones only: training images used to recompute
-    # the (frozen) BatchNorm running statistics once before fitting; 0 = keep mean 0 / var 1
-    depth_gain: float = 1.0  # depth channel = centred depth / (training depth std / depth_gain)
+    bn_recalibration: int = 0  # random-init backbones only: training images used to recompute
+    # the (frozen) BatchNorm running statistics once before fitting; 0 = keep mean 0 / var 1.
+    # Off by default: on the synthetic benchmark it lowered rgbd_reduced image AUROC 0.62 -> 0.41
+    # and slowed eager CPU inference (tiny activations deep in the net hit denormal floats).
+    depth_gain: float = 10.0  # depth channel = centred depth / (training depth std / depth_gain)
+    # Why 10: the aligner keeps each stage's highest-variance directions, so depth and colour
+    # compete for them. Synthetic benchmark (random init, std error norm), geometry / colour
+    # image AUROC: gain 1 -> 0.49 / 0.95, gain 10 -> 0.73 / 0.86, gain 30 -> 0.85 / 0.60.
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class TrainConfig:
     patience: int = 15  # epochs without validation improvement before stopping
     grad_clip: float = 1.0
     seed: int = 0
+    error_norm: str = "std"  # per-position error statistics from the training normals: none | std | zscore
     threshold_method: str = "image_quantile"
     threshold_quantile: float = 0.99
 
@@ -117,6 +124,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(
             f"unknown threshold_method {t.threshold_method!r}; valid: {', '.join(THRESHOLD_METHODS)}"
         )
+    if t.error_norm not in ERROR_NORMS:
+        raise AnodetError(f"unknown error_norm {t.error_norm!r}; valid: {', '.join(ERROR_NORMS)}")
     if d.image_size < 32 or d.image_size % 32:
         raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
     if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:

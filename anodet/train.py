@@ -199,7 +199,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     n_draw = min(train_px.shape[0], t.pixels_per_image * len(ds.train))
     fp = fingerprint(ds.train)
     common = {"config": cfg.to_dict(), "weights_source": det.weights_source, "data_fingerprint": fp}
-    last_save, dirty = 0.0, False
+    last_save = 0.0
     epoch = first_epoch - 1
     bar = tqdm(range(first_epoch, t.epochs + 1), desc="training", unit="epoch", initial=first_epoch - 1, total=t.epochs)
     for epoch in bar:
@@ -225,7 +225,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - ep_start})
         if val_loss < best_loss - 1e-6:
-            best_loss, bad_epochs, dirty = val_loss, 0, True
+            best_loss, bad_epochs = val_loss, 0
             best_state = {k: v.detach().cpu().clone() for k, v in ae.state_dict().items()}
         else:
             bad_epochs += 1
@@ -245,6 +245,10 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     if best_state is not None:
         ae.load_state_dict(best_state)
     det.eval()
+    # The training images are the larger normal set (and the AE saw only a sample of their
+    # pixels), so their errors give the per-position spread; validation images stay unseen
+    # for the threshold.
+    det.scorer.set_error_stats(error_maps(det, train_feats, dev), t.error_norm)
     calib_feats = val_feats if val_feats is not None else train_feats
     raw = raw_maps(det, calib_feats, dev)
     thr, scale = calibrate(raw, t.threshold_method, t.threshold_quantile)
@@ -270,6 +274,16 @@ def det_spec(cfg: ExperimentConfig) -> PreprocessSpec:
     """The preprocessing recipe of a config (what the runtime will apply too)."""
     d = cfg.data
     return PreprocessSpec(image_size=d.image_size, fill_holes=d.fill_holes, remove_plane=d.remove_plane)
+
+
+@torch.no_grad()
+def error_maps(det: Detector, feats: torch.Tensor, dev: torch.device, batch: int = 8) -> torch.Tensor:
+    """Cached aligned features N x C x F x F -> squared reconstruction error N x 1 x F x F (CPU)."""
+    out = []
+    for i in range(0, feats.shape[0], batch):
+        f = feats[i : i + batch].to(dev).float()
+        out.append(det.scorer.error(f, det.autoencoder(f)).cpu())
+    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -11,13 +11,12 @@ import time
 
 import pytest
 import torch
+from conftest import TINY
 
 from anodet import config as cfgmod
 from anodet.checkpoint import read_checkpoint
 from anodet.errors import AnodetError
 from anodet.evaluation.evaluator import evaluate_model, open_model
-
-from conftest import TINY
 
 
 def test_experiment_folder_contents(trained):
@@ -46,9 +45,9 @@ def test_trained_model_localises_defect_pixels(tiny_metrics):
     assert tiny_metrics["pixel_auroc"] > 0.6, tiny_metrics
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 3): with random-init features the max of the "
-                   "map is set by normal structure (holes, print), so defective images do not yet rank "
-                   "above normal ones at 64 px; measured image AUROC 0.19-0.40")
+@pytest.mark.xfail(strict=True, reason="known gap (issue 3): with random-init features the max of the "
+                   "map is often set by normal structure (holes, print); at 64 px this tiny model ranks "
+                   "defective images at image AUROC 0.51-0.58 (128 px ResNet-50: 0.44-0.74 by data seed)")
 def test_trained_model_ranks_defects_above_normals(tiny_metrics):
     assert tiny_metrics["image_auroc"] > 0.7, tiny_metrics
 
@@ -95,9 +94,8 @@ def test_resume_after_kill_9(synth_data, tiny_yaml, tmp_path):
         proc.wait()
     killed_at = read_checkpoint(last)["epoch"]  # readable: atomic writes survive kill -9
     assert 3 <= killed_at < 400
-    assert not [p for p in last.parent.iterdir() if p.suffix == ".tmp"] or True
     done = subprocess.run(_train_cmd(synth_data, out, tiny_yaml, ["--epochs", str(killed_at + 3), "--resume"]),
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     ckpt = read_checkpoint(out / "checkpoints" / "last.pt")
     epochs = [h["epoch"] for h in ckpt["history"]]

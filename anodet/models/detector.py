@@ -73,7 +73,7 @@ class Detector(nn.Module):
             reduce_first=m.reduce_first,
         )
         self.autoencoder = Autoencoder(self.aligner.channels, min(m.latent_dim, self.aligner.channels))
-        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma)
+        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma, m.feature_size)
 
     @property
     def weights_source(self) -> str:

@@ -16,7 +16,7 @@ from torch import nn
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     """1-D Gaussian taps (odd length ~ 4 sigma each side), summing to 1."""
-    radius = max(1, int(math.ceil(4 * sigma)))
+    radius = max(1, math.ceil(4 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-(x**2) / (2 * sigma**2))
     return k / k.sum()
@@ -25,15 +25,22 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 class Scorer(nn.Module):
     """(features, reconstruction) N x C x h x w -> raw map N x S x S (blurred squared error)."""
 
-    def __init__(self, image_size: int, blur_sigma: float):
+    def __init__(self, image_size: int, blur_sigma: float, feature_size: int):
         super().__init__()
         self.image_size = image_size
+        # Per-position statistics of the error on normal images (identity until calibrated).
+        self.register_buffer("err_mean", torch.zeros(1, 1, feature_size, feature_size))
+        self.register_buffer("err_std", torch.ones(1, 1, feature_size, feature_size))
         self.register_buffer("kernel", gaussian_kernel(blur_sigma) if blur_sigma > 0 else torch.ones(1))
         self.register_buffer("raw_threshold", torch.tensor(1.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
 
     def raw_map(self, feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        err = (feats - recon).pow(2).mean(dim=1, keepdim=True)  # N x 1 x h x w
+        return self.raw_map_from_error(self.error(feats, recon))
+
+    def raw_map_from_error(self, err: torch.Tensor) -> torch.Tensor:
+        """Error N x 1 x h x w -> standardised, upsampled, blurred raw map N x S x S."""
+        err = (err - self.err_mean) / self.err_std
         s = self.image_size
         err = F.interpolate(err, size=(s, s), mode="bilinear", align_corners=False)
         k = self.kernel.numel()
@@ -45,6 +52,27 @@ class Scorer(nn.Module):
             err = F.pad(err, (0, 0, p, p), mode="reflect")
             err = F.conv2d(err, self.kernel.view(1, 1, k, 1))
         return err[:, 0]
+
+    @staticmethod
+    def error(feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Per-pixel mean squared reconstruction error, N x 1 x h x w."""
+        return (feats - recon).pow(2).mean(dim=1, keepdim=True)
+
+    def set_error_stats(self, err: torch.Tensor, method: str) -> None:
+        """Calibrate the per-position statistics from normal images' errors err N x 1 x h x w.
+
+        Normal variability is not uniform over the part: edges, holes and printing are
+        reconstructed worse than flat metal in every image. Dividing the error by its spread at
+        each position keeps those places from setting every image's maximum. The median spread
+        is added in quadrature so positions seen to vary little on a few images are not
+        amplified without bound. ``zscore`` also subtracts the per-position mean.
+        """
+        if method == "none":
+            return
+        sd = err.std(dim=0, keepdim=True)
+        self.err_std.copy_(torch.sqrt(sd**2 + sd.median() ** 2))
+        if method == "zscore":
+            self.err_mean.copy_(err.mean(dim=0, keepdim=True))
 
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         return (raw - self.raw_threshold) / self.score_scale + 0.5
