@@ -149,6 +149,6 @@ def read_info(path: str | Path) -> ModelInfo:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for invalid models
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for invalid models
         raise AnodetError(f"{path} is not a readable ONNX model ({exc.__class__.__name__})") from None
     return info_from_metadata(sess.get_modelmeta().custom_metadata_map, str(path))

@@ -44,7 +44,7 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise AnodetError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
         raise AnodetError(f"checkpoint {path} is corrupt or not a checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise AnodetError(f"{path} is not an anodet checkpoint")

@@ -77,7 +77,7 @@ def load_depth(path: str | Path) -> np.ndarray:
             )
     except AnodetError:
         raise
-    except Exception as exc:  # tifffile/numpy raise many types for a damaged file
+    except Exception as exc:  # noqa: BLE001 - tifffile/numpy raise many types for a damaged file
         raise AnodetError(f"cannot read depth file {path} (missing or corrupt: {exc})") from None
     return to_depth(raw, str(path))
 

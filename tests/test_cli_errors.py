@@ -55,25 +55,25 @@ def test_empty_train_split(tiny_yaml, data_copy, tmp_path):
 
 
 def test_corrupt_png(tiny_yaml, data_copy, tmp_path):
-    victim = sorted((data_copy / "train" / "good" / "rgb").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "rgb").iterdir())
     victim.write_bytes(b"\x89PNG garbage")
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), victim.name)
 
 
 def test_corrupt_tiff(tiny_yaml, data_copy, tmp_path):
-    victim = sorted((data_copy / "train" / "good" / "xyz").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "xyz").iterdir())
     victim.write_bytes(b"II*\x00 not a tiff")
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), victim.name)
 
 
 def test_rgb_without_depth(tiny_yaml, data_copy, tmp_path):
-    victim = sorted((data_copy / "train" / "good" / "xyz").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "xyz").iterdir())
     victim.unlink()
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), victim.stem)
 
 
 def test_sizes_differ(tiny_yaml, data_copy, tmp_path):
-    victim = sorted((data_copy / "train" / "good" / "rgb").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "rgb").iterdir())
     cv2.imwrite(str(victim), np.zeros((40, 50, 3), np.uint8))
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), victim.name)
 
@@ -81,7 +81,7 @@ def test_sizes_differ(tiny_yaml, data_copy, tmp_path):
 def test_xyz_wrong_dtype(tiny_yaml, data_copy, tmp_path):
     import tifffile
 
-    victim = sorted((data_copy / "train" / "good" / "xyz").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "xyz").iterdir())
     tifffile.imwrite(victim, np.ones((64, 64, 3), np.int32), photometric="minisblack", planarconfig="contig")
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), victim.name)
 
@@ -89,7 +89,7 @@ def test_xyz_wrong_dtype(tiny_yaml, data_copy, tmp_path):
 def test_depth_all_missing_or_nan(tiny_yaml, data_copy, tmp_path):
     import tifffile
 
-    victim = sorted((data_copy / "train" / "good" / "xyz").iterdir())[0]
+    victim = min((data_copy / "train" / "good" / "xyz").iterdir())
     tifffile.imwrite(victim, np.full((64, 64, 3), np.nan, np.float32), photometric="minisblack", planarconfig="contig")
     assert_user_error(train(data_copy, tmp_path / "o", config=tiny_yaml), "no valid pixel")
 

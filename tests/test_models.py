@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 from torch import nn
 
 from anodet.errors import AnodetError
@@ -12,8 +13,6 @@ from anodet.models import build_detector
 from anodet.models.aligner import Aligner
 from anodet.models.autoencoder import Autoencoder, dfr_widths
 from anodet.models.backbone import Backbone, expand_conv1
-
-from conftest import tiny_config
 
 
 def test_depth_filter_is_mean_of_rgb_filters():

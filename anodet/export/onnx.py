@@ -105,7 +105,7 @@ def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> 
                 "anodet.preprocess.prepare_frame: xyz -> z, hole filling, optional plane removal, "
                 "resize to image_size (RGB area/cubic, depth nearest)"
             ),
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__,
         },
     )

@@ -1,8 +1,8 @@
 """INT8 for CPUs: ONNX Runtime static quantization (QDQ, per-channel) calibrated on normals.
 
-Only the convolutions of the backbone, aligner and autoencoder are quantized: input
-normalisation, the squared error, the blur and the threshold stay FP32 (they are cheap and
-the score's precision matters there). The command measures what it did on the given data,
+Only the convolutions of the backbone and aligner are quantized (the autoencoder too on
+request): input normalisation, the squared error, the blur and the threshold stay FP32 (they
+are cheap and the score's precision matters there). The command measures what it did on the given data,
 speed-up and image AUROC change, and refuses a model that lost more accuracy than allowed.
 """
 
@@ -69,15 +69,23 @@ class _Reader:
         self.i = 0
 
 
-def _heavy_convs(model: onnx.ModelProto) -> list[str]:
-    """Conv nodes that are not the blur (the blur's kernels have one output channel)."""
+KEEP_FP32 = ("autoencoder",)  # module names whose convolutions stay FP32 by default
+MODULES = ("backbone", "aligner", "autoencoder")
+
+
+def _quantizable_convs(model: onnx.ModelProto, keep_fp32: tuple[str, ...]) -> list[str]:
+    """Conv nodes to quantize: not the blur (one output channel), not in a ``keep_fp32`` module.
+
+    Node names come from the exporter's module scopes (``/det/backbone/...``).
+    """
     shapes = {t.name: list(t.dims) for t in model.graph.initializer}
     names = []
     for node in model.graph.node:
-        if node.op_type == "Conv" and len(node.input) > 1:
-            w = shapes.get(node.input[1])
-            if w is None or w[0] > 1:
-                names.append(node.name)
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        w = shapes.get(node.input[1])
+        if (w is None or w[0] > 1) and not any(f"/{m}/" in node.name for m in keep_fp32):
+            names.append(node.name)
     return names
 
 
@@ -123,8 +131,14 @@ def quantize_int8(
     accept: bool = False,
     force: bool = False,
     method: str = "minmax",
+    keep_fp32: tuple[str, ...] = KEEP_FP32,
 ) -> QuantizeResult:
-    """Quantize ``model`` to INT8 with normal images from ``calib``; write ``output``."""
+    """Quantize ``model`` to INT8 with normal images from ``calib``; write ``output``.
+
+    ``keep_fp32`` names modules left in FP32. The autoencoder is by default: the anomaly map
+    is the small difference between its input and output, and INT8 rounding of its output
+    lands directly in that difference, while it is a small share of the compute.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -138,6 +152,9 @@ def quantize_int8(
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise AnodetError(f"unknown calibration method {method!r}; valid: {', '.join(methods)}")
+    unknown = sorted(set(keep_fp32) - set(MODULES))
+    if unknown:
+        raise AnodetError(f"unknown module(s) {', '.join(unknown)} to keep in FP32; valid: {', '.join(MODULES)}")
     ds = discover(calib, need_depth=info.needs_depth)
     normals = (ds.train + ds.val)[:max_images]
     if not normals:
@@ -146,12 +163,14 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
-        pre_model = onnx.load(str(pre))
-        log.info("quantizing %d convolutions with %d calibration frames", len(_heavy_convs(pre_model)), len(normals))
+        convs = _quantizable_convs(onnx.load(str(pre)), tuple(keep_fp32))
+        if not convs:
+            raise AnodetError(f"{model}: no convolution left to quantize (keep_fp32={list(keep_fp32)})")
+        log.info("quantizing %d convolutions with %d calibration frames", len(convs), len(normals))
         quantize_static(
             str(pre), str(q), _Reader(rgb, depth, info.batch), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv"], nodes_to_quantize=_heavy_convs(pre_model),
+            op_types_to_quantize=["Conv"], nodes_to_quantize=convs,
             calibrate_method=methods[method],
         )
         qm = onnx.load(str(q))

@@ -7,6 +7,8 @@ B x C x 1 x 1 and applied to whole maps N x C x H x W unchanged.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from torch import Tensor, nn
 
 
@@ -25,10 +27,10 @@ class Autoencoder(nn.Module):
     def __init__(self, channels: int, latent: int):
         super().__init__()
         widths = dfr_widths(channels, latent)
-        enc = [_block(a, b) for a, b in zip(widths[:-2], widths[1:-1])]
+        enc = [_block(a, b) for a, b in pairwise(widths[:-1])]
         enc.append(nn.Conv2d(widths[-2], widths[-1], 1))  # linear bottleneck
         back = widths[::-1]
-        dec = [_block(a, b) for a, b in zip(back[:-2], back[1:-1])]
+        dec = [_block(a, b) for a, b in pairwise(back[:-1])]
         dec.append(nn.Conv2d(back[-2], back[-1], 1))  # features are standardised: no ReLU at the end
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)
@@ -39,4 +41,4 @@ class Autoencoder(nn.Module):
 
     def macs_per_pixel(self) -> int:
         w = self.widths
-        return 2 * sum(a * b for a, b in zip(w[:-1], w[1:]))
+        return 2 * sum(a * b for a, b in pairwise(w))

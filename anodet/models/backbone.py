@@ -38,7 +38,7 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as exc:  # URLError, HTTPError, socket errors: all mean "not available"
+    except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, socket errors: all mean "not available"
         raise AnodetError(
             f"ImageNet weights for {name} are not cached at {cached} and could not be downloaded "
             f"({exc.__class__.__name__}); copy the file there, or use --weights PATH "
@@ -59,7 +59,7 @@ def _load_weights(model: nn.Module, name: str, weights: str) -> str:
             raise AnodetError(f"--weights: file not found: {path}; valid: {WEIGHT_CHOICES}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
             raise AnodetError(f"--weights {path}: not a readable state dict ({exc})") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         source = str(path)
