@@ -197,11 +197,11 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="FP32 anodet .onnx")
 @click.option("--calib", required=True, type=click.Path(path_type=Path), help="dataset whose normal images calibrate")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
-@click.option("--images", default=32, show_default=True, help="calibration images")
-@click.option("--method", default="minmax", show_default=True, help="minmax, percentile or entropy")
+@click.option("--images", default=64, show_default=True, help="calibration images")
+@click.option("--method", default="entropy", show_default=True, help="minmax, percentile or entropy")
 @click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger image AUROC loss")
 @click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
-@click.option("--keep-fp32", default="autoencoder", show_default=True,
+@click.option("--keep-fp32", default="", show_default=True,
               help="comma-separated modules left in FP32 (backbone, aligner, autoencoder; '' for none)")
 @click.option("--force", is_flag=True, help="overwrite an existing output")
 @friendly
