@@ -115,12 +115,23 @@ def _pixels(feats: torch.Tensor) -> torch.Tensor:
     return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
 
 
+def as_map(px: torch.Tensor) -> torch.Tensor:
+    """B x C pixel vectors -> 1 x C x B/k x k, a map the 1x1-conv autoencoder runs on directly.
+
+    Same numbers as B x C x 1 x 1 (BatchNorm pools over batch and space alike), but oneDNN
+    runs a 1x1 convolution over one large map ~1.7x faster than over B one-pixel images.
+    """
+    b = px.shape[0]
+    k = next(k for k in (64, 32, 16, 8, 4, 2, 1) if b % k == 0)
+    return px.T.reshape(1, px.shape[1], b // k, k)
+
+
 def _val_loss(det: Detector, val_px: torch.Tensor, device: torch.device, batch: int) -> float:
     det.autoencoder.eval()
     total, n = 0.0, 0
     with torch.no_grad():
         for i in range(0, val_px.shape[0], batch):
-            x = val_px[i : i + batch].to(device).float()[:, :, None, None]
+            x = as_map(val_px[i : i + batch].to(device).float())
             total += float(torch.nn.functional.mse_loss(det.autoencoder(x), x, reduction="sum"))
             n += x.numel()
     return total / max(n, 1)
@@ -208,8 +219,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
         idx = torch.randint(0, train_px.shape[0], (n_draw,), generator=gen)
         total = 0.0
         for i in range(0, n_draw, t.batch_size):
-            x = train_px[idx[i : i + t.batch_size]].to(dev).float()[:, :, None, None]
-            if x.shape[0] < 2:  # BatchNorm needs two samples
+            x = as_map(train_px[idx[i : i + t.batch_size]].to(dev).float())
+            if x.shape[2] * x.shape[3] < 2:  # BatchNorm needs two samples
                 continue
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 loss = torch.nn.functional.mse_loss(ae(x), x)
@@ -219,7 +230,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
             torch.nn.utils.clip_grad_norm_(ae.parameters(), t.grad_clip)
             scaler.step(opt)
             scaler.update()
-            total += loss.item() * x.shape[0]
+            total += loss.item() * x.shape[2] * x.shape[3]
         train_loss = total / max(n_draw, 1)
         val_loss = _val_loss(det, val_px, dev, 65536)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,

@@ -129,3 +129,25 @@ def test_ablation_writes_all_three_rows(synth_data, tmp_path):
     assert len(saved) == 3 and all(0 <= r["image_auroc"] <= 1 and r["forward_ms"] > 0 for r in saved)
     assert (tmp_path / "ablation.md").read_text().count("\n| rgb") == 3
     assert len((tmp_path / "ablation.csv").read_text().strip().splitlines()) == 4
+
+
+def test_as_map_trains_the_same_autoencoder():
+    # The training loop feeds pixel batches as one 1 x C x B/k x k map: same loss and gradients
+    # as B one-pixel images (BatchNorm in training mode pools over batch and space alike).
+    import torch
+
+    from anodet.models.autoencoder import Autoencoder
+    from anodet.train import as_map
+
+    torch.manual_seed(0)
+    ae = Autoencoder(16, 4).train()
+    for b in (4096, 96, 7):
+        px = torch.randn(b, 16)
+        grads = []
+        for x in (px[:, :, None, None], as_map(px)):
+            ae.zero_grad()
+            loss = torch.nn.functional.mse_loss(ae(x), x)
+            loss.backward()
+            grads.append((float(loss), ae.encoder[0][0].weight.grad.clone()))
+        assert abs(grads[0][0] - grads[1][0]) < 1e-5
+        assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
