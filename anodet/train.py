@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PARITY_SAMPLES = 4
 SAVE_EVERY_S = 30.0  # last.pt holds ~100 MB: write it at most this often, and at the end
 VAL_PIXELS = 32_768
+VAL_BATCH = 4096  # cache-sized chunks: 4x faster on CPU than one 32k-pixel forward pass
 
 
 @dataclass
@@ -232,7 +233,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
             scaler.update()
             total += loss.item() * x.shape[2] * x.shape[3]
         train_loss = total / max(n_draw, 1)
-        val_loss = _val_loss(det, val_px, dev, 65536)
+        val_loss = _val_loss(det, val_px, dev, VAL_BATCH)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - ep_start})
         if val_loss < best_loss - 1e-6:
