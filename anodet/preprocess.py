@@ -117,10 +117,10 @@ def fill_holes(depth: np.ndarray) -> np.ndarray:
     _, labels = cv2.distanceTransformWithLabels(
         missing.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    valid_values = depth[~missing]
-    # Labels number the zero pixels in row-major order, starting at 1.
-    filled = valid_values[labels - 1].astype(np.float32)
-    return np.where(missing, filled, depth).astype(np.float32)
+    # Labels number the zero pixels in row-major order, starting at 1; only holes are looked up.
+    out = depth.astype(np.float32, copy=True)
+    out[missing] = depth[~missing][labels[missing] - 1]
+    return out
 
 
 def remove_plane(depth: np.ndarray, border: float = 0.1) -> np.ndarray:

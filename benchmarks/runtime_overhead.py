@@ -1,7 +1,7 @@
 """What the streaming runtime adds on top of the model: anodet.runtime.run on a replayed folder
 (or RealSense recording) vs bare ``InferenceSession.run`` on the same preprocessed frames.
 
-    .venv/bin/python benchmarks/runtime_overhead.py                # random default model, synthetic folder
+    .venv/bin/python benchmarks/runtime_overhead.py                # random default model, synthetic .db3 recording
     .venv/bin/python benchmarks/runtime_overhead.py --model m.onnx --source data/widget/test
     .venv/bin/python benchmarks/runtime_overhead.py --quick        # 64 px model, 8 frames
 
@@ -22,6 +22,18 @@ from pathlib import Path
 import _common as C
 
 
+def _record(root: Path, path: Path) -> str:
+    """Write the test frames of a synthetic category to a real RealSense .db3 recording."""
+    from anodet.data.samples import discover
+    from anodet.preprocess import load_depth, load_rgb
+    from anodet.runtime.realsense import write_recording
+
+    path.unlink(missing_ok=True)
+    frames = [(load_rgb(s.rgb_path), load_depth(s.depth_path)) for s in discover(root).test]
+    write_recording(path, frames, fps=30)
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="exported .onnx (default: random model of --preset, batch 1)")
@@ -32,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--frames", type=int, default=40, help="frames in the generated folder")
     p.add_argument("--threads", type=int)
     p.add_argument("--warmup", type=int, default=2, help="bare session.run warm-up calls")
+    p.add_argument("--folder", action="store_true",
+                   help="replay the generated frames as a folder instead of a RealSense .db3 recording")
     p.add_argument("--quick", action="store_true", help="64 px model, 8 frames")
     a = p.parse_args(argv)
     if a.quick:
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
         root = write_dataset(C.WORK / "runtime_overhead_data", size=max(a.image_size or 256, 256), n_train=1,
                              n_val=0, n_test_per_type=per_type, seed=5)
         source = str(root / "test")
+        if not a.folder:  # the target is about a replayed recording: write one with the RealSense SDK
+            source = _record(root, C.WORK / "runtime_overhead.db3")
 
     with tempfile.TemporaryDirectory() as tmp:
         events = Path(tmp) / "events.jsonl"
