@@ -20,7 +20,8 @@ from fake_model import flat_frame, make_fake_model
 
 from anodet.errors import AnodetError
 from anodet.runtime import open_source, run
-from anodet.runtime.realsense import RealSenseSource, RecordingSource, make_filters, write_recording
+from anodet.runtime.realsense import RealSenseSource, RecordingSource, make_filters
+from anodet.runtime.recorder import write_recording
 
 pytestmark = pytest.mark.camera
 
