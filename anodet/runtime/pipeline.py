@@ -13,7 +13,6 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_MASK, OUTPUT_
 from anodet.errors import AnodetError
 from anodet.preprocess import prepare_frame
 from anodet.runtime.backends import Backend, open_backend
+from anodet.runtime.frame_queue import FrameQueue, capture_frames
 from anodet.runtime.sinks import (
     DisplaySink,
     EventsSink,
@@ -68,84 +68,6 @@ class RunSummary:
             f"{self.fps:.1f} FPS, latency p50 {self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms"
             f"{acc} ({self.backend}, stopped by {self.stopped_by})"
         )
-
-
-class FrameQueue:
-    """Bounded hand-off between the capture thread and inference.
-
-    drop_oldest (live): a full queue discards its oldest frame and counts it. Otherwise put()
-    blocks until there is room (playback) or the queue is cancelled.
-    """
-
-    def __init__(self, maxsize: int, drop_oldest: bool):
-        self.maxsize, self.drop_oldest = maxsize, drop_oldest
-        self.drops = 0
-        self.error: BaseException | None = None
-        self._items: deque[Frame] = deque()
-        self._cond = threading.Condition()
-        self._finished = self._cancelled = False
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            while len(self._items) >= self.maxsize and not self._cancelled:
-                if self.drop_oldest:
-                    self._items.popleft()
-                    self.drops += 1
-                else:
-                    self._cond.wait()
-            if not self._cancelled:
-                self._items.append(frame)
-                self._cond.notify_all()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """The source ended (error None) or failed."""
-        with self._cond:
-            self._finished, self.error = True, error
-            self._cond.notify_all()
-
-    def cancel(self) -> None:
-        """Unblock a waiting put(): the consumer is gone."""
-        with self._cond:
-            self._cancelled = True
-            self._cond.notify_all()
-
-    def get_batch(self, n: int, timeout: float, wait_full: bool) -> list[Frame] | None:
-        """Up to n frames; [] on timeout; None once the source has ended and all are taken.
-
-        wait_full (playback) waits for n frames so batches stay full; live takes what is there.
-        """
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                enough = len(self._items) >= (n if wait_full else 1)
-                if enough or (self._finished and self._items):
-                    break
-                if self._finished:
-                    return None
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                self._cond.wait(left)
-            batch = [self._items.popleft() for _ in range(min(n, len(self._items)))]
-            self._cond.notify_all()
-            return batch
-
-
-def _capture(source: Source, queue: FrameQueue, stop: threading.Event) -> None:
-    it = iter(source)
-    try:
-        for frame in it:
-            if stop.is_set():
-                break
-            queue.put(frame)
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-        queue.finish(exc)
-        return
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()  # run the source's cleanup (pipeline.stop) in the thread that owns it
-    queue.finish()
 
 
 @contextlib.contextmanager
@@ -269,7 +191,7 @@ def _stream(
     info = model.info
     queue = FrameQueue(queue_size, drop_oldest=source.live)
     capture = threading.Thread(
-        target=_capture, args=(source, queue, stop), name="anodet-capture", daemon=True
+        target=capture_frames, args=(source, queue, stop), name="anodet-capture", daemon=True
     )
     summary = RunSummary(backend=model.name)
     stats, skips = StatsLogger(stats_every), _Skips()
