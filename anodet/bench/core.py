@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from anodet import __version__
+from anodet.bench.artifacts import Artifacts, first_line
 from anodet.errors import AnodetError
 from anodet.experiment import prepare_out_dir
 
@@ -34,9 +35,6 @@ ROW_TIMEOUT_S = 3600.0  # a row that takes longer (e.g. a stuck GPU driver) is r
 # Which exported artifact each backend runs, and with which runtime backend (None: decided at run time).
 _ARTIFACT = {"onnx-cpu": "fp32", "onnx-cuda": "fp32", "onnx-trt": "fp32", "onnx-int8": "int8",
              "onnx-fp16": "fp16", "tensorrt": "engine"}
-_FILES = {"fp32": "model_fp32.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
-          "engine": "model_fp16.engine"}
-
 
 def check_backends(backends: Sequence[str]) -> list[str]:
     """Deduplicated list of backend names; AnodetError naming the valid ones otherwise."""
@@ -45,11 +43,6 @@ def check_backends(backends: Sequence[str]) -> list[str]:
     if unknown:
         raise AnodetError(f"unknown backend(s) {', '.join(unknown)}; valid: {', '.join(BENCH_BACKENDS)}")
     return list(dict.fromkeys(names))
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:limit]
 
 
 def unavailable_reason(backend: str) -> str | None:
@@ -79,7 +72,7 @@ def unavailable_reason(backend: str) -> str | None:
 
             gpu_properties()
         except (AnodetError, ImportError) as exc:
-            return f"no CUDA GPU usable by TensorRT ({_first_line(exc, 160)})"
+            return f"no CUDA GPU usable by TensorRT ({first_line(exc, 160)})"
     return None
 
 
@@ -90,75 +83,6 @@ def _fp16_runtime() -> str:
     except ImportError:
         return "onnx-cpu"
     return "onnx-cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "onnx-cpu"
-
-
-class _Artifacts:
-    """Exports on demand into ``folder``; reuses a file whose stamp matches; remembers failures."""
-
-    def __init__(self, folder: Path, checkpoint: Path, data: Path, batches: list[int]):
-        self.folder, self.checkpoint, self.data, self.batches = folder, checkpoint, data, batches
-        self.done: dict[str, dict[str, Any]] = {}  # kind -> {"path", "seconds", "reused", ...} or {"error"}
-
-    def _stamp(self, kind: str) -> dict[str, Any]:
-        st = self.checkpoint.stat()
-        stamp = {"checkpoint": str(self.checkpoint.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                 "anodet": __version__, "kind": kind}
-        if kind == "int8":
-            stamp["calib"] = str(self.data.resolve())
-        if kind == "engine":
-            stamp["batches"] = [1, min(self.batches), max(self.batches)]
-        return stamp
-
-    def get(self, kind: str) -> dict[str, Any]:
-        if kind not in self.done:
-            self.done[kind] = self._make(kind)
-        return self.done[kind]
-
-    def _make(self, kind: str) -> dict[str, Any]:
-        path = self.folder / _FILES[kind]
-        stamp_path = path.with_name(path.name + ".stamp.json")
-        stamp = self._stamp(kind)
-        if path.is_file() and stamp_path.is_file():
-            try:
-                if json.loads(stamp_path.read_text()) == stamp:
-                    log.info("reusing %s", path)
-                    return {"path": str(path), "seconds": 0.0, "reused": True, "size_mb": path.stat().st_size / 2**20}
-            except ValueError:
-                pass
-        stamp_path.unlink(missing_ok=True)
-        extra: dict[str, Any] = {}
-        t0 = time.perf_counter()
-        try:
-            if kind in ("int8", "engine"):
-                base = self.get("fp32" if kind == "int8" else "fp16")
-                if "error" in base:
-                    return {"error": f"needs the {'FP32' if kind == 'int8' else 'FP16'} ONNX export, which failed: "
-                                     f"{base['error']}"}
-            log.info("exporting %s -> %s", kind, path)
-            if kind in ("fp32", "fp16"):
-                from anodet.export.onnx import export_onnx
-
-                res = export_onnx(self.checkpoint, path, batch=None, fp16=kind == "fp16", force=True)
-                extra["parity"] = res.parity
-            elif kind == "int8":
-                from anodet.export.quantize import quantize_int8
-
-                q = quantize_int8(base["path"], self.data, path, accept=True, force=True)
-                extra["quantize"] = {"fp32_ms": q.fp32_ms, "int8_ms": q.int8_ms, "fp32_auroc": q.fp32_auroc,
-                                     "int8_auroc": q.int8_auroc, "calib_images": q.calib_images}
-            else:
-                from anodet.export.tensorrt import build_engine
-
-                side = build_engine(base["path"], path, fp16=True, min_batch=1, opt_batch=min(self.batches),
-                                    max_batch=max(self.batches), timing_cache=self.folder / "trt_timing.cache",
-                                    force=True)
-                extra["engine"] = {k: side.get(k) for k in ("tensorrt_version", "gpu_name", "precision")}
-        except Exception as exc:  # noqa: BLE001 - any export failure is reported in its row
-            log.warning("%s export failed: %s", kind, _first_line(exc))
-            return {"error": _first_line(exc)}
-        stamp_path.write_text(json.dumps(stamp))
-        return {"path": str(path), "seconds": time.perf_counter() - t0, "reused": False,
-                "size_mb": path.stat().st_size / 2**20, **extra}
 
 
 def _run_worker(spec: dict[str, Any], rows_dir: Path, threads: int | None) -> dict[str, Any]:
@@ -276,14 +200,14 @@ def bench(
 
     started = datetime.datetime.now(datetime.UTC)
     machine = report.machine_info()
-    arts = _Artifacts(art_dir, ckpt, data, batches) if ckpt is not None else None
+    arts = Artifacts(art_dir, ckpt, data, batches) if ckpt is not None else None
     reference = None
     if ckpt is not None and unavailable_reason("torch") is None:
         reference = art_dir / "reference.npz"
         try:
             _reference_outputs(ckpt, data, min(8, max(batches)), reference)
         except Exception as exc:  # noqa: BLE001 - parity is informative; never fatal
-            log.warning("no PyTorch reference outputs: %s", _first_line(exc))
+            log.warning("no PyTorch reference outputs: %s", first_line(exc))
             reference = None
 
     common = {"data": str(data), "batches": batches, "warmup": warmup, "runs": runs, "threads": threads,
@@ -341,8 +265,8 @@ def bench(
         try:
             stages = _stage_breakdown(ckpt, data, warmup, runs, threads)
         except Exception as exc:  # noqa: BLE001 - the table is still worth writing
-            log.warning("stage breakdown failed: %s", _first_line(exc))
-            stages = {"error": _first_line(exc)}
+            log.warning("stage breakdown failed: %s", first_line(exc))
+            stages = {"error": first_line(exc)}
 
     result = {
         "format": "anodet-bench/1",
