@@ -7,6 +7,8 @@ speed-up and image AUROC change, and refuses a model that lost more accuracy tha
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -176,12 +178,13 @@ def quantize_int8(
         level = root.level
         root.setLevel(max(level, logging.WARNING))  # ORT logs one INFO line per copied bias
         try:
-            quantize_static(
-                str(pre), str(q), _Reader(rgb, depth, info.batch), quant_format=QuantFormat.QDQ,
-                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                op_types_to_quantize=["Conv"], nodes_to_quantize=convs,
-                calibrate_method=methods[method],
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # calibrators print() their progress
+                quantize_static(
+                    str(pre), str(q), _Reader(rgb, depth, info.batch), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv"], nodes_to_quantize=convs,
+                    calibrate_method=methods[method],
+                )
         finally:
             root.setLevel(level)
         qm = onnx.load(str(q))
