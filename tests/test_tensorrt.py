@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import subprocess
@@ -341,3 +342,426 @@ def test_gpu_build_fp16(tmp_path):
     with backend.TensorRTBackend(tmp_path / "h.engine") as be:
         out = be.predict(rgb, depth)
     np.testing.assert_allclose(out["anomaly_map"], 128 / 255, atol=2e-3)
+
+
+# ------------------------------------------------------------- CPU fakes of cudart and TensorRT
+
+
+class FakeCudart:
+    """cuda-python's runtime API over host memory: "device" buffers are host buffers too."""
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice = "h2d"
+        cudaMemcpyDeviceToHost = "d2h"
+
+    def __init__(self, devices=1):
+        self.devices, self.live, self.log, self.syncs = devices, {}, [], 0
+
+    def _alloc(self, n, what):
+        buf = ctypes.create_string_buffer(n)
+        self.live[ctypes.addressof(buf)] = (what, buf)
+        return 0, ctypes.addressof(buf)
+
+    def cudaMallocHost(self, n):
+        return self._alloc(n, "host")
+
+    def cudaMalloc(self, n):
+        return self._alloc(n, "device")
+
+    def cudaFree(self, ptr):
+        assert self.live.pop(ptr)[0] == "device"
+        return (0,)
+
+    def cudaFreeHost(self, ptr):
+        assert self.live.pop(ptr)[0] == "host"
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        assert stream == "stream" and dst in self.live and src in self.live
+        ctypes.memmove(dst, src, count)
+        self.log.append((kind, count))
+        return (0,)
+
+    def cudaStreamCreate(self):
+        return 0, "stream"
+
+    def cudaStreamSynchronize(self, stream):
+        self.syncs += 1
+        return (0,)
+
+    def cudaStreamDestroy(self, stream):
+        self.log.append(("destroy", stream))
+        return (0,)
+
+    def cudaGetDeviceCount(self):
+        return 0, self.devices
+
+    def cudaGetDevice(self):
+        return 0, 0
+
+    def cudaGetDeviceProperties(self, device):
+        return 0, types.SimpleNamespace(name=b"Orin\x00\x00junk", major=8, minor=7)
+
+    def cudaGetErrorName(self, err):
+        return 0, b"cudaErrorFake"
+
+    def cudaGetErrorString(self, err):
+        return 0, b"fake error"
+
+
+def _array(ptr, shape, dtype):
+    dtype = np.dtype(dtype)
+    raw = (ctypes.c_uint8 * (int(np.prod(shape)) * dtype.itemsize)).from_address(ptr)
+    return np.frombuffer(raw, dtype).reshape(shape)
+
+
+class FakeContext:
+    """Runs the tiny graph of make_onnx on the fake device buffers."""
+
+    def __init__(self, engine):
+        self.engine, self.addr, self.shapes, self.fail = engine, {}, {}, False
+
+    def set_tensor_address(self, name, ptr):
+        self.addr[name] = ptr
+        return True
+
+    def set_input_shape(self, name, shape):
+        lo, _, hi = self.engine.profile
+        ok = lo <= shape[0] <= hi and tuple(shape[1:]) == self.engine.tensors[name][1][1:]
+        self.shapes[name] = tuple(shape)
+        return ok
+
+    def get_tensor_shape(self, name):
+        n = self.shapes["rgb"][0]
+        return (n,) + self.engine.tensors[name][1][1:]
+
+    def execute_async_v3(self, stream_handle):
+        assert stream_handle == 1234 and not self.fail
+        n = self.shapes["rgb"][0]
+        assert self.shapes["depth"][0] == n
+        t = self.engine.tensors
+        rgb = _array(self.addr["rgb"], (n, S, S, 3), t["rgb"][2])
+        depth = _array(self.addr["depth"], (n, S, S), t["depth"][2]).astype(np.float32)
+        amap = rgb.astype(np.float32).mean(axis=3) / 255 + depth
+        _array(self.addr["anomaly_map"], (n, S, S), np.float32)[:] = amap
+        _array(self.addr["score"], (n,), np.float32)[:] = amap.max(axis=(1, 2))
+        _array(self.addr["mask"], (n, S, S), np.uint8)[:] = amap > 0.5
+        self.engine.runs.append(n)
+        return True
+
+
+class FakeEngine:
+    def __init__(self, profile=(1, 2, 4), depth_dtype=np.float32, fixed=None):
+        b = -1 if fixed is None else fixed
+        self.profile, self.runs = profile, []
+        self.tensors = {  # name: (is_input, shape, dtype)
+            "rgb": (True, (b, S, S, 3), np.dtype(np.uint8)),
+            "depth": (True, (b, S, S), np.dtype(depth_dtype)),
+            "score": (False, (b,), np.dtype(np.float32)),
+            "anomaly_map": (False, (b, S, S), np.dtype(np.float32)),
+            "mask": (False, (b, S, S), np.dtype(np.uint8)),
+        }
+        self.num_io_tensors = len(self.tensors)
+        self.context = FakeContext(self)
+
+    def get_tensor_name(self, i):
+        return list(self.tensors)[i]
+
+    def get_tensor_mode(self, name):
+        return "in" if self.tensors[name][0] else "out"
+
+    def get_tensor_shape(self, name):
+        return self.tensors[name][1]
+
+    def get_tensor_dtype(self, name):
+        return self.tensors[name][2]
+
+    def get_tensor_profile_shape(self, name, index):
+        assert index == 0 and self.tensors[name][0]
+        return [(b,) + self.tensors[name][1][1:] for b in self.profile]
+
+    def create_execution_context(self):
+        return self.context
+
+
+def _nptype(dtype):
+    if not isinstance(dtype, np.dtype):
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+    return dtype.type
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, fake_trt, tmp_path):
+    """TensorRTBackend over FakeCudart + a fake TensorRT whose engine is FakeEngine."""
+    cudart = FakeCudart()
+    holder = {"engine": FakeEngine()}
+
+    class Runtime:
+        def __init__(self, logger):
+            assert logger == "logger"
+
+        def deserialize_cuda_engine(self, plan):
+            assert plan == b"0123456789"
+            return holder["engine"]
+
+    trt = types.SimpleNamespace(
+        __version__="10.3.0",
+        Runtime=Runtime,
+        TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+        nptype=_nptype,
+    )
+    monkeypatch.setattr(backend, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(backend, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(backend, "trt_logger", lambda trt: "logger")
+    monkeypatch.setattr(backend, "stream_handle", lambda stream: 1234)
+    return types.SimpleNamespace(cudart=cudart, holder=holder, engine=fake_engine(tmp_path))
+
+
+def _batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, S, S, 3), np.uint8), rng.random((n, S, S), np.float32)
+
+
+def _expected(rgb, depth):
+    amap = rgb.astype(np.float32).mean(axis=3) / 255 + depth
+    return amap, amap.max(axis=(1, 2))
+
+
+def test_backend_chunks_pads_and_frees(fake_gpu):
+    fake_gpu.holder["engine"] = engine = FakeEngine(profile=(2, 2, 4))
+    be = backend.TensorRTBackend(fake_gpu.engine)
+    assert (be.min_batch, be.max_batch) == (2, 4)
+    cudart = fake_gpu.cudart
+    assert len(cudart.live) == 10  # pinned + device memory for each of the 5 tensors
+    assert set(engine.context.addr.values()) <= set(cudart.live)  # bound once, at load
+    rgb, depth = _batch(7)
+    out = be.predict(rgb, depth)
+    amap, score = _expected(rgb, depth)
+    assert engine.runs == [4, 3]  # 7 > max 4: chunked
+    np.testing.assert_allclose(out["anomaly_map"], amap, rtol=1e-6)
+    np.testing.assert_allclose(out["score"], score, rtol=1e-6)
+    assert out["mask"].dtype == np.uint8 and (out["mask"] == (amap > 0.5)).all()
+    out = be.predict(rgb[:1], depth[:1])  # 1 < min 2: padded, the padding dropped
+    assert engine.runs[-1] == 2 and out["score"].shape == (1,)
+    np.testing.assert_allclose(out["score"], score[:1], rtol=1e-6)
+    empty = be.predict(rgb[:0], depth[:0])
+    assert empty["anomaly_map"].shape == (0, S, S) and engine.runs[-1] == 2
+    be.close()
+    assert cudart.live == {} and ("destroy", "stream") in cudart.log
+    be.close()  # twice is fine
+    with pytest.raises(AnodetError, match="closed"):
+        be.predict(rgb, depth)
+
+
+def test_backend_fp16_input_and_fixed_batch(fake_gpu):
+    fake_gpu.holder["engine"] = engine = FakeEngine(depth_dtype=np.float16, fixed=3)
+    with backend.TensorRTBackend(fake_gpu.engine) as be:
+        assert (be.min_batch, be.max_batch) == (3, 3)
+        rgb, depth = _batch(4)
+        out = be.predict(rgb, depth)
+    assert engine.runs == [3, 3]
+    np.testing.assert_allclose(out["anomaly_map"], _expected(rgb, depth)[0], atol=2e-3)
+    assert fake_gpu.cudart.live == {}
+
+
+def test_backend_failed_run_syncs_before_raising(fake_gpu):
+    with backend.TensorRTBackend(fake_gpu.engine) as be:
+        fake_gpu.holder["engine"].context.fail = True
+        syncs = fake_gpu.cudart.syncs
+        with pytest.raises(AssertionError):
+            be.predict(*_batch(2))
+        assert fake_gpu.cudart.syncs == syncs + 1  # queued copies finished before the raise
+
+
+def test_backend_refuses_untyped_tensor_and_frees(fake_gpu):
+    engine = fake_gpu.holder["engine"] = FakeEngine()
+    engine.tensors["mask"] = (False, (-1, S, S), "BF16")  # no numpy type
+    with pytest.raises(AnodetError, match="no numpy equivalent"):
+        backend.TensorRTBackend(fake_gpu.engine)
+    assert fake_gpu.cudart.live == {}  # the buffers made before the failure are freed
+
+
+def test_gpu_properties_with_fake_cudart(monkeypatch):
+    from anodet.runtime import cuda_buffers
+
+    monkeypatch.setattr(cuda_buffers, "import_cudart", lambda: FakeCudart())
+    assert cuda_buffers.gpu_properties() == {
+        "device": 0,
+        "name": "Orin",
+        "compute_capability": "8.7",
+    }
+    monkeypatch.setattr(cuda_buffers, "import_cudart", lambda: FakeCudart(devices=0))
+    with pytest.raises(AnodetError, match="reports 0 devices"):
+        cuda_buffers.gpu_properties()
+
+
+def test_import_cudart_layouts(monkeypatch):
+    from anodet.runtime import cuda_buffers
+
+    legacy = types.ModuleType("cuda")
+    legacy.cudart = "legacy cudart"  # cuda-python < 12.6.1 only has cuda.cudart
+    monkeypatch.setitem(sys.modules, "cuda", legacy)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    assert cuda_buffers.import_cudart() == "legacy cudart"
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    with pytest.raises(AnodetError, match="pip install cuda-python"):
+        backend.import_cudart()
+
+
+def test_stream_handle(monkeypatch):
+    from anodet.runtime import cuda_buffers
+
+    cudart = pytest.importorskip("cuda.bindings.runtime")
+    assert cuda_buffers.stream_handle(cudart.cudaStream_t(1234)) == 1234
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # cuda-python 12.x
+    assert cuda_buffers.stream_handle(cudart.cudaStream_t(99)) == 99
+
+
+def test_sidecar_format_is_checked(tmp_path):
+    engine = fake_engine(tmp_path, format="anodet-engine/2")
+    with pytest.raises(AnodetError, match="has format 'anodet-engine/2'"):
+        backend.read_sidecar(engine)
+
+
+def test_plan_profile_scalar_input():
+    with pytest.raises(AnodetError, match="only the batch dim"):
+        export_trt.plan_profile({"rgb": ()}, 1, 1, 8)
+
+
+def _fake_builder_trt(version, calls):
+    """Enough of TensorRT's builder API for build_engine, recording what it is asked."""
+
+    class Tensor:
+        def __init__(self, name, shape, dtype):
+            self.name, self.shape, self.dtype = name, shape, dtype
+
+    class Network:
+        def __init__(self):
+            self.inputs = [
+                Tensor("rgb", (-1, S, S, 3), np.dtype(np.uint8)),
+                Tensor("depth", (-1, S, S), np.dtype(np.float32)),
+            ]
+            self.outputs = [
+                Tensor("score", (-1,), np.dtype(np.float32)),
+                Tensor("anomaly_map", (-1, S, S), np.dtype(np.float32)),
+                Tensor("mask", (-1, S, S), np.dtype(np.uint8)),
+            ]
+            self.num_inputs, self.num_outputs = 2, 3
+
+        def get_input(self, i):
+            return self.inputs[i]
+
+        def get_output(self, i):
+            return self.outputs[i]
+
+    class Cache:
+        def __init__(self, blob):
+            self.blob = bytes(blob)
+
+        def serialize(self):
+            return b"cache:" + version.encode()
+
+    class Config:
+        cache = None
+
+        def set_memory_pool_limit(self, pool, size):
+            calls["workspace"] = (pool, size)
+
+        def set_flag(self, flag):
+            calls.setdefault("flags", []).append(flag)
+
+        def add_optimization_profile(self, profile):
+            calls["profile"] = profile.shapes
+
+        def create_timing_cache(self, blob):
+            return Cache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            calls.setdefault("caches", []).append(cache.blob)
+            ok = cache.blob in (b"", b"cache:" + version.encode())
+            self.cache = cache if ok else self.cache
+            return ok
+
+        def get_timing_cache(self):
+            return Cache(b"")
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (lo, opt, hi)
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            calls["network_flags"] = flags
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            return b"PLAN"
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            return True
+
+    builder_flags = {"FP16": "fp16-flag"} if version.startswith("10.") else {}  # gone in 11
+    return types.SimpleNamespace(
+        __version__=version,
+        Builder=Builder,
+        OnnxParser=Parser,
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1),
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE="workspace"),
+        BuilderFlag=types.SimpleNamespace(**builder_flags),
+        nptype=_nptype,
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "onnx_fp16", "network_flags", "builder_flags"),
+    [
+        ("10.3.0", False, 0, ["fp16-flag"]),  # FP32 graph lowered with BuilderFlag.FP16
+        ("10.3.0", True, 1 << 1, None),  # FP16 graph: strongly typed, no FP16 flag
+        ("11.0.0", True, 0, None),  # 11.x is always strongly typed: no flag needed
+    ],
+)
+def test_build_engine_with_fake_tensorrt(
+    tmp_path, monkeypatch, version, onnx_fp16, network_flags, builder_flags
+):
+    calls = {}
+    monkeypatch.setattr(export_trt, "import_tensorrt", lambda: _fake_builder_trt(version, calls))
+    monkeypatch.setattr(export_trt, "trt_logger", lambda trt: "logger")
+    monkeypatch.setattr(
+        export_trt,
+        "gpu_properties",
+        lambda: {"device": 0, "name": "Orin", "compute_capability": "8.7"},
+    )
+    model = make_onnx(tmp_path / "m.onnx", fp16=onnx_fp16)
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"cache:9.9.9")  # from another TensorRT: replaced by a fresh one
+    side = export_trt.build_engine(
+        model, tmp_path / "m.engine", fp16=True, opt_batch=2, max_batch=4, timing_cache=cache
+    )
+    assert calls["network_flags"] == network_flags and calls.get("flags") == builder_flags
+    assert calls["workspace"] == ("workspace", 4 << 30)
+    assert calls["profile"]["rgb"] == ((1, S, S, 3), (2, S, S, 3), (4, S, S, 3))
+    assert calls["profile"]["depth"][2] == (4, S, S)
+    assert calls["caches"] == [b"cache:9.9.9", b""]
+    assert cache.read_bytes() == b"cache:" + version.encode()
+    assert (tmp_path / "m.engine").read_bytes() == b"PLAN"
+    assert side["precision"] == "fp16" and side["strongly_typed"] is (builder_flags is None)
+    assert side["inputs"][0]["dtype"] == "uint8" and side["batch"]["max"] == 4
+    assert backend.read_sidecar(tmp_path / "m.engine")["plan_bytes"] == 4

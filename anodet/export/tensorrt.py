@@ -102,12 +102,12 @@ def plan_profile(
             f"batch range must satisfy 1 <= min <= opt <= max, got min={min_batch} "
             f"opt={opt_batch} max={max_batch}"
         )
-    firsts = {shape[0] for shape in input_shapes.values()}
-    for name, shape in input_shapes.items():
+    for name, shape in input_shapes.items():  # before shape[0]: a scalar input has none
         if len(shape) < 1 or any(d <= 0 for d in shape[1:]):
             raise AnodetError(
                 f"ONNX input {name} has shape {list(shape)}: only the batch dim may be dynamic"
             )
+    firsts = {shape[0] for shape in input_shapes.values()}
     if len(firsts) != 1:
         raise AnodetError(f"ONNX inputs disagree on the batch dim: {input_shapes}")
     batch = firsts.pop()

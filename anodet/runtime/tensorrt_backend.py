@@ -13,11 +13,9 @@ A backend is not thread-safe: use one per thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,16 @@ from anodet.artifact import (
     read_info,
 )
 from anodet.errors import AnodetError
+from anodet.runtime.cuda_buffers import (  # re-exported: callers import them from here
+    CUDA_PYTHON_MISSING,  # noqa: F401
+    CudaError,  # noqa: F401
+    IOBuffer,
+    cuda_check,
+    gpu_properties,
+    import_cudart,
+    quiet,
+    stream_handle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +49,8 @@ TRT_MISSING = (
     "TensorRT is not installed: pip install tensorrt cuda-python (NVIDIA's wheels) "
     "or use JetPack's TensorRT on Jetson"
 )
-CUDA_PYTHON_MISSING = (
-    "cuda-python is not installed: pip install cuda-python (NVIDIA's wheel); "
-    "the TensorRT backend needs it for GPU memory"
-)
 SIDECAR_FORMAT = "anodet-engine/1"
 _SIDECAR_KEYS = ("tensorrt_version", "compute_capability", "onnx_metadata", "inputs", "outputs")
-
-
-class CudaError(AnodetError):
-    """A CUDA runtime call failed (out of memory, driver problem, ...)."""
 
 
 def import_tensorrt() -> Any:
@@ -62,47 +62,15 @@ def import_tensorrt() -> Any:
     return trt
 
 
-def import_cudart() -> Any:
-    """Return cuda-python's runtime bindings (``cuda.bindings.runtime``)."""
+def np_dtype(trt: Any, dtype: Any) -> np.dtype:
+    """numpy dtype of a TensorRT DataType; AnodetError for BF16/FP8/INT4 (no numpy type)."""
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        raise AnodetError(CUDA_PYTHON_MISSING) from None
-    return cudart
-
-
-def _error_name(cudart: Any, err: Any) -> str:
-    name, text = (f(err)[1] for f in (cudart.cudaGetErrorName, cudart.cudaGetErrorString))
-    return f"{bytes(name).decode()} ({bytes(text).decode()})"
-
-
-def cuda_check(result: Any, what: str) -> Any:
-    """Unpack cuda-python's ``(err, *values)`` tuple; raise CudaError naming the call on failure."""
-    err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-    if int(err) != 0:
-        raise CudaError(f"CUDA call {what} failed: {_error_name(import_cudart(), err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
-
-
-def gpu_properties() -> dict[str, Any]:
-    """Name and compute capability of the current CUDA device; AnodetError when there is none."""
-    cudart = import_cudart()
-    err, *rest = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or not rest or not rest[0]:
+        return np.dtype(trt.nptype(dtype))
+    except TypeError:
         raise AnodetError(
-            f"no NVIDIA GPU is available ({_error_name(cudart, err)}); TensorRT engines need a "
-            "CUDA GPU and driver. Use the onnxruntime backend on machines without one"
-        )
-    device = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
-    prop = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-    return {
-        "device": int(device),
-        "name": name.rstrip("\x00").strip(),
-        "compute_capability": f"{prop.major}.{prop.minor}",
-    }
+            f"engine tensor type {dtype} has no numpy equivalent; anodet engines use "
+            "float32/float16/uint8 I/O"
+        ) from None
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -127,6 +95,11 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
             f"engine sidecar {side} is corrupt (expected {', '.join(_SIDECAR_KEYS)}); "
             "rebuild with `anodet-export tensorrt`"
         ) from None
+    if data.get("format", SIDECAR_FORMAT) != SIDECAR_FORMAT:
+        raise AnodetError(
+            f"engine sidecar {side} has format {data['format']!r}, this anodet reads "
+            f"{SIDECAR_FORMAT!r}; rebuild with `anodet-export tensorrt` or upgrade anodet"
+        )
     return data
 
 
@@ -254,23 +227,6 @@ def check_batch(info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None) -> i
     return n
 
 
-@dataclass
-class _Buffer:
-    """Pinned host + device memory for one I/O tensor, sized for the profile's max batch."""
-
-    name: str
-    is_input: bool
-    dtype: np.dtype
-    nbytes: int
-    host_ptr: int = 0
-    device_ptr: int = 0
-
-    def host_view(self, shape: tuple[int, ...]) -> np.ndarray:
-        count = int(np.prod(shape))
-        raw = (ctypes.c_uint8 * self.nbytes).from_address(self.host_ptr)
-        return np.frombuffer(raw, dtype=self.dtype, count=count).reshape(shape)
-
-
 class TensorRTBackend:
     """Run an anodet TensorRT engine: ``predict(rgb, depth)`` -> score, anomaly_map, mask."""
 
@@ -278,8 +234,11 @@ class TensorRTBackend:
 
     def __init__(self, engine_path: str | Path) -> None:
         self._closed = True
-        self._buffers: dict[str, _Buffer] = {}
+        self._buffers: dict[str, IOBuffer] = {}
         self._stream: Any = None
+        self._context: Any = None
+        self._engine: Any = None
+        self._runtime: Any = None
         path = Path(engine_path)
         self._trt = import_tensorrt()
         self._cudart = import_cudart()
@@ -296,45 +255,64 @@ class TensorRTBackend:
     def _load(self, path: Path) -> None:
         trt, cudart = self._trt, self._cudart
         self._runtime = trt.Runtime(trt_logger(trt))
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self._engine is None:
+        self._engine = engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
             raise AnodetError(
                 f"TensorRT could not deserialize {path} (see the TensorRT errors logged above)"
             )
-        self._context = self._engine.create_execution_context()
+        self._context = engine.create_execution_context()
         if self._context is None:
             raise AnodetError(f"TensorRT could not create an execution context for {path}")
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if sorted(inputs) != sorted(self.info.input_names) or not set(OUTPUTS) <= set(names):
             raise AnodetError(
                 f"engine {path} has tensors {names}; expected inputs {list(self.info.input_names)} "
                 f"and outputs {list(OUTPUTS)}"
             )
-        rgb_shape = tuple(self._engine.get_tensor_shape(INPUT_RGB))
-        if rgb_shape[0] == -1:  # dynamic batch: the range comes from optimization profile 0
-            mins, _, maxs = self._engine.get_tensor_profile_shape(INPUT_RGB, 0)
-            self.min_batch, self.max_batch = int(next(iter(mins))), int(next(iter(maxs)))
-        else:
-            self.min_batch = self.max_batch = int(rgb_shape[0])
+        self.min_batch, self.max_batch = self._batch_range(inputs)
         self._stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream_ptr = stream_handle(self._stream)
         for n in names:
-            shape = tuple(self._engine.get_tensor_shape(n))
-            full = (self.max_batch,) + tuple(int(d) for d in shape[1:])
+            shape = tuple(int(d) for d in engine.get_tensor_shape(n))
+            full = (self.max_batch,) + shape[1:]
             if any(d < 0 for d in full):
                 raise AnodetError(f"engine tensor {n} has a dynamic non-batch dimension {shape}")
-            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(n)))
-            buf = _Buffer(n, n in inputs, dtype, int(np.prod(full)) * dtype.itemsize)
+            dtype = np_dtype(trt, engine.get_tensor_dtype(n))
+            buf = IOBuffer(n, n in inputs, dtype, int(np.prod(full)) * dtype.itemsize)
             self._buffers[n] = buf  # registered first so close() frees a half-made buffer
-            buf.host_ptr = cuda_check(cudart.cudaMallocHost(buf.nbytes), f"cudaMallocHost({n})")
-            buf.device_ptr = cuda_check(cudart.cudaMalloc(buf.nbytes), f"cudaMalloc({n})")
+            buf.allocate(cudart)
+            # the buffers never move, so their addresses are bound once for every run
+            if self._context.set_tensor_address(n, buf.device_ptr) is False:
+                raise AnodetError(f"TensorRT refused the device address of tensor {n}")
         log.info("TensorRT engine %s loaded (batch %d..%d)", path, self.min_batch, self.max_batch)
+
+    def _batch_range(self, inputs: list[str]) -> tuple[int, int]:
+        """Batch sizes every input accepts: its fixed batch, or optimization profile 0's range."""
+        lo, hi = 1, 1 << 31
+        for name in inputs:
+            first = int(next(iter(self._engine.get_tensor_shape(name))))
+            if first < 0:  # dynamic batch: profile 0 holds (min, opt, max) shapes
+                mins, _, maxs = self._engine.get_tensor_profile_shape(name, 0)
+                lo, hi = max(lo, int(next(iter(mins)))), min(hi, int(next(iter(maxs))))
+            else:
+                lo, hi = max(lo, first), min(hi, first)
+        if lo > hi:
+            raise AnodetError(f"engine {self.path} inputs accept no common batch size")
+        return lo, hi
 
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Run a batch; batches above the profile's max are chunked, below its min padded."""
         if self._closed:
             raise AnodetError("this TensorRTBackend is closed")
         n = check_batch(self.info, rgb, depth)
+        s = self.info.image_size
+        if n == 0:
+            return {
+                "score": np.zeros(0, np.float32),
+                "anomaly_map": np.zeros((0, s, s), np.float32),
+                "mask": np.zeros((0, s, s), np.uint8),
+            }
         parts = []
         for start in range(0, n, self.max_batch):
             stop = min(n, start + self.max_batch)
@@ -342,7 +320,6 @@ class TensorRTBackend:
             if self.info.needs_depth:
                 feeds[INPUT_DEPTH] = depth[start:stop]
             parts.append(self._run(feeds, stop - start))
-        s = self.info.image_size
         return {
             "score": np.concatenate([p[OUTPUT_SCORE] for p in parts]).astype(np.float32).reshape(n),
             "anomaly_map": np.concatenate([p[OUTPUT_MAP] for p in parts])
@@ -355,39 +332,29 @@ class TensorRTBackend:
 
     def _run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         cudart, ctx, stream = self._cudart, self._context, self._stream
-        kind = cudart.cudaMemcpyKind
         run_n = max(n, self.min_batch)
-        for name, arr in feeds.items():
-            if run_n > n:  # an engine built with min_batch > 1: repeat the last frame
-                arr = np.concatenate([arr, np.repeat(arr[-1:], run_n - n, axis=0)])
-            if ctx.set_input_shape(name, tuple(arr.shape)) is False:
-                raise AnodetError(f"engine rejected input shape {arr.shape} for {name}")
-            view = self._buffers[name].host_view(arr.shape)
-            np.copyto(view, arr, casting="same_kind")  # same_kind: an FP16-input engine
-            buf = self._buffers[name]
-            cuda_check(
-                cudart.cudaMemcpyAsync(
-                    buf.device_ptr, buf.host_ptr, view.nbytes, kind.cudaMemcpyHostToDevice, stream
-                ),
-                f"cudaMemcpyAsync({name}, host to device)",
-            )
-        for buf in self._buffers.values():
-            ctx.set_tensor_address(buf.name, buf.device_ptr)
-        if not ctx.execute_async_v3(int(stream)):
-            raise AnodetError("TensorRT inference failed (see the TensorRT errors logged above)")
-        shapes = {}
-        for buf in self._buffers.values():
-            if buf.is_input:
-                continue
-            shapes[buf.name] = tuple(int(d) for d in ctx.get_tensor_shape(buf.name))
-            nbytes = int(np.prod(shapes[buf.name])) * buf.dtype.itemsize
-            cuda_check(
-                cudart.cudaMemcpyAsync(
-                    buf.host_ptr, buf.device_ptr, nbytes, kind.cudaMemcpyDeviceToHost, stream
-                ),
-                f"cudaMemcpyAsync({buf.name}, device to host)",
-            )
-        cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        shapes: dict[str, tuple[int, ...]] = {}
+        try:
+            for name, arr in feeds.items():
+                if run_n > n:  # an engine built with min_batch > 1: repeat the last frame
+                    arr = np.concatenate([arr, np.repeat(arr[-1:], run_n - n, axis=0)])
+                if ctx.set_input_shape(name, tuple(arr.shape)) is False:
+                    raise AnodetError(f"engine rejected input shape {arr.shape} for {name}")
+                self._buffers[name].upload(cudart, arr, stream)
+            if not ctx.execute_async_v3(self._stream_ptr):
+                raise AnodetError(
+                    "TensorRT inference failed (see the TensorRT errors logged above)"
+                )
+            for buf in self._buffers.values():
+                if not buf.is_input:
+                    shapes[buf.name] = tuple(int(d) for d in ctx.get_tensor_shape(buf.name))
+                    buf.download(cudart, shapes[buf.name], stream)
+            cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        except BaseException:
+            # copies already queued still read/write the pinned buffers: let them finish
+            # before anyone (the next predict) touches those buffers again
+            quiet(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+            raise
         # copy out of the pinned buffers: the next call reuses them
         return {k: self._buffers[k].host_view(shape)[:n].copy() for k, shape in shapes.items()}
 
@@ -398,17 +365,16 @@ class TensorRTBackend:
         self._closed = True
         cudart = self._cudart
         if self._stream is not None:
-            _quiet(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            quiet(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         # the context and engine go before the memory and the runtime they came from
-        self._context = self._engine = self._runtime = None
+        self._context = None
+        self._engine = None
+        self._runtime = None
         for buf in self._buffers.values():
-            if buf.device_ptr:
-                _quiet(cudart.cudaFree(buf.device_ptr), "cudaFree")
-            if buf.host_ptr:
-                _quiet(cudart.cudaFreeHost(buf.host_ptr), "cudaFreeHost")
+            buf.free(cudart)
         self._buffers = {}
         if self._stream is not None:
-            _quiet(cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            quiet(cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
             self._stream = None
 
     def __enter__(self) -> TensorRTBackend:  # noqa: PYI034 (typing.Self needs Python 3.11)
@@ -420,11 +386,3 @@ class TensorRTBackend:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: modules may be gone
             self.close()
-
-
-def _quiet(result: Any, what: str) -> None:
-    """Cleanup must not raise: log a failed CUDA call instead."""
-    try:
-        cuda_check(result, what)
-    except CudaError as exc:
-        log.warning("%s", exc)
