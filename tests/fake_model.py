@@ -25,17 +25,22 @@ from anodet.runtime.sources import Frame, LiveSource
 GAIN = 50.0  # a 1 cm deviation from the mean depth reaches the 0.5 threshold
 
 
-def fake_info(image_size: int = 32, in_channels: int = 4, batch: int | None = None) -> ModelInfo:
+def fake_info(image_size: int = 32, in_channels: int = 4, batch: int | None = None, **fields) -> ModelInfo:
+    """Metadata of a test model; ``fields`` override any other ModelInfo field."""
+    values = {
+        "version": "0.0-test",
+        "preset": "fake",
+        "raw_threshold": 0.01,
+        "score_scale": 0.01,
+        "extra": {"fake": True},
+        **fields,
+    }
     return ModelInfo(
-        version="0.0-test",
-        preset="fake",
         in_channels=in_channels,
         image_size=image_size,
         preprocess=PreprocessSpec(image_size=image_size, fill_holes=True, remove_plane=False),
-        raw_threshold=0.01,
-        score_scale=0.01,
         batch=batch,
-        extra={"fake": True},
+        **values,
     )
 
 

@@ -11,11 +11,11 @@ import types
 
 import numpy as np
 import pytest
+from fake_model import fake_info
 
 from anodet.artifact import ModelInfo, read_info
 from anodet.errors import AnodetError
 from anodet.export import tensorrt as export_trt
-from anodet.preprocess import PreprocessSpec
 from anodet.runtime import tensorrt_backend as backend
 
 S = 16
@@ -23,17 +23,7 @@ TRT_MESSAGE = "TensorRT is not installed: pip install tensorrt cuda-python"
 
 
 def model_info(depth: bool = True, precision: str = "fp32") -> ModelInfo:
-    return ModelInfo(
-        version="0.1.0",
-        preset="test",
-        in_channels=4 if depth else 3,
-        image_size=S,
-        preprocess=PreprocessSpec(image_size=S),
-        raw_threshold=1.0,
-        score_scale=2.0,
-        batch=None,
-        precision=precision,
-    )
+    return fake_info(S, 4 if depth else 3, score_scale=2.0, raw_threshold=1.0, precision=precision)
 
 
 def make_onnx(path, *, fp16: bool = False, anodet: bool = True):

@@ -9,13 +9,13 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+from fake_model import fake_info
 from google.protobuf import text_format
 from onnx import TensorProto, helper
 
-from anodet.artifact import ModelInfo, info_from_json
+from anodet.artifact import info_from_json
 from anodet.errors import AnodetError
 from anodet.export.triton import write_repository
-from anodet.preprocess import PreprocessSpec
 
 S = 8
 
@@ -51,16 +51,7 @@ def make_onnx(path, *, depth=True, batch="N", anodet=True):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if anodet:
-        info = ModelInfo(
-            version="0.1.0",
-            preset="test",
-            in_channels=4 if depth else 3,
-            image_size=S,
-            preprocess=PreprocessSpec(image_size=S),
-            raw_threshold=1.0,
-            score_scale=2.0,
-            batch=None if batch == "N" else batch,
-        )
+        info = fake_info(S, 4 if depth else 3, None if batch == "N" else batch, raw_threshold=1.0, score_scale=2.0)
         helper.set_model_props(model, {"anodet": info.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
