@@ -202,7 +202,7 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
 @click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger image AUROC loss")
 @click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
 @click.option("--keep-fp32", default="", show_default=True,
-              help="comma-separated modules left in FP32 (backbone, aligner, autoencoder; '' for none)")
+              help="comma-separated modules left in FP32 (stem, backbone, aligner, autoencoder; '' for none)")
 @click.option("--force", is_flag=True, help="overwrite an existing output")
 @friendly
 def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, keep_fp32, force):

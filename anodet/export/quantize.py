@@ -1,8 +1,9 @@
 """INT8 for CPUs: ONNX Runtime static quantization (QDQ, per-channel) calibrated on normals.
 
-Only convolutions are quantized (modules can be kept FP32 on request): input normalisation, the squared error, the blur and the threshold stay FP32 (they
-are cheap and the score's precision matters there). The command measures what it did on the given data,
-speed-up and image AUROC change, and refuses a model that lost more accuracy than allowed.
+Only convolutions are quantized (named modules can be kept FP32): input normalisation, the
+squared error, the blur and the threshold stay FP32 (they are cheap and the score's precision
+matters there). The command measures what it did on the given data, speed-up and image AUROC
+change, and refuses a model that lost more accuracy than allowed.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class _Reader:
         self.i = 0
 
 
-KEEP_FP32: tuple[str, ...] = ()  # modules whose convolutions stay FP32 by default (none; see below)
 MODULES = ("stem", "backbone", "aligner", "autoencoder")  # "stem": the first conv only
 
 
@@ -132,7 +132,7 @@ def quantize_int8(
     accept: bool = False,
     force: bool = False,
     method: str = "entropy",
-    keep_fp32: tuple[str, ...] = KEEP_FP32,
+    keep_fp32: tuple[str, ...] = (),
 ) -> QuantizeResult:
     """Quantize ``model`` to INT8 with normal images from ``calib``; write ``output``.
 
