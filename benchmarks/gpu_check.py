@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from anodet.artifact import DECISION_THRESHOLD, ModelInfo, read_info
@@ -61,19 +60,13 @@ def load_data(data_dir: Path, info: ModelInfo, limit: int) -> tuple[np.ndarray, 
 
 
 def synthetic_data(info: ModelInfo, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Smooth textured parts on a tilted plane ~0.5 m away, 2 % holes, a defect every 2nd frame."""
-    rng, s = np.random.default_rng(seed), info.image_size
-    low = rng.random((n, 8, 8, 3)).astype(np.float32)
-    base = np.stack([cv2.resize(x, (s, s), interpolation=cv2.INTER_CUBIC) for x in low])
-    rgb = np.clip(60 + 120 * base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
-    depth = (0.5 + 0.02 * xx + 0.01 * yy + rng.normal(0, 5e-4, (n, s, s))).astype(np.float32)
-    depth[rng.random(depth.shape) < 0.02] = 0.0
-    for i in range(1, n, 2):  # a scratch-like bright patch with a dent
-        y, x, h = rng.integers(s // 8, s // 2, 3)
-        rgb[i, y : y + h // 2 + 4, x : x + h + 4] = 240
-        depth[i, y : y + h // 2 + 4, x : x + h + 4] += 0.004
-    return rgb, depth if info.needs_depth else None
+    """n frames from anodet's synthetic part generator, a defect in every second one."""
+    from anodet.data.synthetic import DEFECT_TYPES, make_frame
+
+    rng = np.random.default_rng(seed)
+    frames = [make_frame(rng, info.image_size, DEFECT_TYPES[i % 3] if i % 2 else None)[:2] for i in range(n)]
+    prepared = [prepare_frame(rgb, depth, info.preprocess) for rgb, depth in frames]
+    return np.stack([r for r, _ in prepared]), (np.stack([d for _, d in prepared]) if info.needs_depth else None)
 
 
 def ort_predictor(model: Path, info: ModelInfo, providers: list[Any]) -> Predict:
@@ -291,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, required=True, help="FP32 anodet ONNX export")
     ap.add_argument("--fp16-model", type=Path, help="FP16 ONNX export (needed on TensorRT 11)")
     ap.add_argument(
-        "--data", type=Path, help="folder with rgb/ (+ depth/ or xyz/) images; random if absent"
+        "--data", type=Path, help="folder with rgb/ (+ depth/ or xyz/) images; anodet synthetic frames if absent"
     )
     ap.add_argument("--checkpoint", type=Path, help="training checkpoint for the PyTorch rows")
     ap.add_argument("--out", type=Path, required=True)
