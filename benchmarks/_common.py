@@ -126,10 +126,3 @@ def model_for(checkpoint: str | None, preset: str, image_size: int | None, *, ba
     if not onnx_path.is_file() or onnx_path.stat().st_mtime < ckpt.stat().st_mtime:
         export_onnx(ckpt, onnx_path, batch=batch, force=True)
     return ckpt, onnx_path
-
-
-def stats(times: list[float]) -> dict[str, float]:
-    from anodet.bench.timing import percentile
-
-    return {"p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95), "p99_ms": percentile(times, 99),
-            "mean_ms": float(np.mean(times)) if times else float("nan"), "runs": len(times)}

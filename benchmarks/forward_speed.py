@@ -17,6 +17,8 @@ import sys
 
 import _common as C
 
+from anodet.bench.timing import summarize
+
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,10 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
         macs[name] = c.macs / 1e9
     macs["reduce-first (ours), ONNX Runtime CPU"] = macs["reduce-first (ours), eager PyTorch"]
     times = C.interleaved(variants, warmup=a.warmup, runs=a.runs)
-    ref = C.stats(times["seed-faithful order, eager PyTorch"])["p50_ms"]
+    ref = summarize(times["seed-faithful order, eager PyTorch"])["p50_ms"]
     rows, out = [], {}
     for name, t in times.items():
-        s = C.stats(t)
+        s = summarize(t)
         s.update(gmac=macs[name], speedup_vs_seed=ref / s["p50_ms"], times_ms=t)
         out[name] = s
         rows.append([name, s["p50_ms"], s["p95_ms"], f"{s['gmac']:.2f}", f"{s['speedup_vs_seed']:.2f}x"])

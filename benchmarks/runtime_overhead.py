@@ -21,6 +21,8 @@ from pathlib import Path
 
 import _common as C
 
+from anodet.bench.timing import summarize
+
 
 def _record(root: Path, path: Path) -> str:
     """Write the test frames of a synthetic category to a real RealSense .db3 recording."""
@@ -101,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     bare = measure(lambda feed: sess.run(list(OUTPUTS), feed), warmup=a.warmup, runs=n,
                    inputs=lambda i: (feeds[i % n],))
 
-    stats = {k: C.stats(v) for k, v in rt.items()}
-    stats["bare session.run"] = C.stats(bare)
+    stats = {k: summarize(v) for k, v in rt.items()}
+    stats["bare session.run"] = summarize(bare)
     b50 = stats["bare session.run"]["p50_ms"]
     rows = [["bare session.run (preprocessed frames)", b50, stats["bare session.run"]["p95_ms"], "1.00x"]]
     for key, label in (("inference", "runtime: backend.predict"), ("preprocess", "runtime: prepare_frame"),
