@@ -24,11 +24,7 @@ from pathlib import Path
 import _common as C
 import numpy as np
 
-
-def _rss_mb(pid: int) -> float | None:
-    from anodet.bench.timing import rss_mb
-
-    return rss_mb(pid)
+from anodet.bench.timing import rss_mb
 
 
 def _torch_mapped(pid: int) -> bool | None:
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         fh = None
         try:
             while proc.poll() is None:
-                rss = _rss_mb(proc.pid)
+                rss = rss_mb(proc.pid)
                 if fh is None and events.exists():
                     fh = open(events, "rb")  # noqa: SIM115 - read incrementally while the run writes
                 if fh is not None:
