@@ -14,13 +14,12 @@ from typing import Any
 
 import yaml
 
+from anodet.calibration import ERROR_NORMS, THRESHOLD_METHODS
 from anodet.errors import AnodetError
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
 REDUCTIONS = ("pca", "orthogonal", "group")
-THRESHOLD_METHODS = ("image_quantile", "pixel_quantile")
-ERROR_NORMS = ("none", "std", "zscore")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from anodet import config as cfgmod
+from anodet.calibration import threshold
 from anodet.checkpoint import read_checkpoint, write_checkpoint
 from anodet.config import ExperimentConfig
 from anodet.data.arrays import fingerprint, load_arrays
@@ -54,25 +55,6 @@ def depth_scale(depth: np.ndarray) -> float:
     c = centred_depth(d)
     vals = c[d > 0]
     return float(vals.std()) if vals.numel() > 1 else 0.01
-
-
-def calibrate(raw_maps: torch.Tensor, method: str, q: float) -> tuple[float, float]:
-    """Threshold and scale from validation-normal raw maps N x S x S.
-
-    image_quantile: the q-quantile of the normal images' max scores (q = 1.0: no false alarm
-    on validation). pixel_quantile: the q-quantile of all normal pixels. The scale maps the
-    smallest normal pixel to 0 and the threshold to 0.5.
-    """
-    flat = raw_maps.flatten(1).float()
-    if method == "image_quantile":
-        thr = float(torch.quantile(flat.amax(dim=1), q))
-    else:
-        sample = flat.flatten()
-        if sample.numel() > 4_000_000:  # torch.quantile has an input size limit
-            sample = sample[torch.randperm(sample.numel())[:4_000_000]]
-        thr = float(torch.quantile(sample, q))
-    low = float(flat.min())
-    return thr, max((thr - low) / 0.5, 1e-12)
 
 
 def _check_resume(ckpt: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
@@ -263,7 +245,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     det.scorer.set_error_stats(error_maps(det, train_feats, dev), t.error_norm)
     calib_feats = val_feats if val_feats is not None else train_feats
     raw = raw_maps(det, calib_feats, dev)
-    thr, scale = calibrate(raw, t.threshold_method, t.threshold_quantile)
+    thr, scale = threshold(raw.numpy(), t.threshold_method, t.threshold_quantile)
     det.scorer.set_calibration(thr, scale)
     log.info("calibrated on %d normal images: raw threshold %.5g, scale %.5g (%s q=%.3f)",
              raw.shape[0], thr, scale, t.threshold_method, t.threshold_quantile)

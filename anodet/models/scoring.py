@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anodet.calibration import error_stats
+
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     """1-D Gaussian taps (odd length ~ 4 sigma each side), summing to 1."""
@@ -61,18 +63,14 @@ class Scorer(nn.Module):
     def set_error_stats(self, err: torch.Tensor, method: str) -> None:
         """Calibrate the per-position statistics from normal images' errors err N x 1 x h x w.
 
-        Normal variability is not uniform over the part: edges, holes and printing are
-        reconstructed worse than flat metal in every image. Dividing the error by its spread at
-        each position keeps those places from setting every image's maximum. The median spread
-        is added in quadrature so positions seen to vary little on a few images are not
-        amplified without bound. ``zscore`` also subtracts the per-position mean.
+        The rule lives in :func:`anodet.calibration.error_stats`, shared with INT8
+        recalibration.
         """
-        if method == "none":
-            return
-        sd = err.std(dim=0, keepdim=True)
-        self.err_std.copy_(torch.sqrt(sd**2 + sd.median() ** 2))
-        if method == "zscore":
-            self.err_mean.copy_(err.mean(dim=0, keepdim=True))
+        mean, std = error_stats(err.detach().cpu().numpy(), method)
+        if std is not None:
+            self.err_std.copy_(torch.from_numpy(std))
+        if mean is not None:
+            self.err_mean.copy_(torch.from_numpy(mean))
 
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         return (raw - self.raw_threshold) / self.score_scale + 0.5
