@@ -187,8 +187,10 @@ def test_threshold_metrics_hand_case():
                 "pixel_precision", "pixel_recall", "pixel_f1"):
         assert out[key] == pytest.approx(0.5), key
     assert out["pixel_iou"] == pytest.approx(1 / 3)
+    assert out["image_false_alarm_rate"] == pytest.approx(0.5)  # one of the two normals flagged
     # 0/0 rules: nothing to find and nothing flagged is perfect...
     empty = threshold_metrics([0, 0], [0.1, 0.2], [np.zeros((2, 2), bool)], [np.zeros((2, 2))], 0.5)
+    assert empty.pop("image_false_alarm_rate") == 0.0
     assert all(empty[k] == 1.0 for k in empty)
     # ...but nothing flagged while defects exist is a failure; a score equal to the
     # threshold is not anomalous (strictly greater is).
@@ -196,6 +198,7 @@ def test_threshold_metrics_hand_case():
     assert missed["image_precision"] == 0.0 and missed["image_recall"] == 0.0
     assert missed["pixel_f1"] == 0.0 and missed["pixel_iou"] == 0.0
     assert threshold_metrics([1], [0.9], None, None, 0.5)["pixel_iou"] is None
+    assert missed["image_false_alarm_rate"] is None  # no normal image to raise an alarm on
 
 
 def test_evaluate_keys_per_defect_and_json():

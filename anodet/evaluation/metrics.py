@@ -200,7 +200,8 @@ def threshold_metrics(
 ) -> dict[str, float | None]:
     """Decision metrics at one threshold (value > threshold is anomalous).
 
-    Returns image_precision, image_recall, image_f1, image_accuracy and, over all pixels of
+    Returns image_precision, image_recall, image_f1, image_accuracy, image_false_alarm_rate
+    (share of normal images flagged; None without normal images) and, over all pixels of
     all images, pixel_precision, pixel_recall, pixel_f1, pixel_iou (None when masks or maps
     is None). Shapes as in the module docstring.
     """
@@ -209,6 +210,7 @@ def threshold_metrics(
     pred = s > threshold
     out: dict[str, float | None] = _prf(pred, y, "image")
     out["image_accuracy"] = float(np.mean(pred == y)) if y.size else 1.0
+    out["image_false_alarm_rate"] = float(np.mean(pred[y == 0])) if np.any(y == 0) else None
     out.update(pixel_precision=None, pixel_recall=None, pixel_f1=None, pixel_iou=None)
     if masks is None or maps is None:
         return out
@@ -265,8 +267,8 @@ def evaluate(
     defect type is scored on its own images plus all normal images (the MVTec convention).
 
     Keys: image_auroc, pixel_auroc, au_pro, threshold, fpr_limit, image_precision,
-    image_recall, image_f1, image_accuracy, pixel_precision, pixel_recall, pixel_f1,
-    pixel_iou, num_images, num_normal, num_anomalous, per_defect {type: {num_images,
+    image_recall, image_f1, image_accuracy, image_false_alarm_rate, pixel_precision,
+    pixel_recall, pixel_f1, pixel_iou, num_images, num_normal, num_anomalous, per_defect {type: {num_images,
     num_anomalous, image_auroc, pixel_auroc, au_pro, image_* and pixel_* as above}},
     warnings [str]. A metric that is undefined on its subset, or needs a mask an anomalous
     image lacks, is None and the reason is appended to ``warnings``.
