@@ -203,20 +203,28 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
 @click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
 @click.option("--keep-fp32", default="", show_default=True,
               help="comma-separated modules left in FP32 (stem, backbone, aligner, autoencoder; '' for none)")
+@click.option("--recalibrate/--no-recalibrate", default=True, show_default=True,
+              help="refit the threshold on the INT8 model's own scores for held-out normals")
 @click.option("--force", is_flag=True, help="overwrite an existing output")
 @friendly
-def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, keep_fp32, force):
+def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept_drop, keep_fp32, recalibrate,
+                    force):
     """ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, with measured speed and accuracy."""
     _setup_logging(False)
     from anodet.export.quantize import quantize_int8
 
     r = quantize_int8(model, calib, output, max_images=images, max_auroc_drop=max_auroc_drop,
-                      accept=accept_drop, force=force, method=method, keep_fp32=tuple(_parse_list(keep_fp32)))
+                      accept=accept_drop, force=force, method=method, keep_fp32=tuple(_parse_list(keep_fp32)),
+                      recalibrate_threshold=recalibrate)
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
     click.echo(f"calibrated on {r.calib_images} normal frames")
+    if r.recalibration is not None:
+        click.echo(f"threshold refitted on the INT8 scores of {r.recalibration.images} held-out normal frames")
     click.echo(f"latency (ORT CPU, batch 1, median): fp32 {r.fp32_ms:.1f} ms, int8 {r.int8_ms:.1f} ms "
                f"-> {r.speedup:.2f}x")
     click.echo(f"image AUROC: fp32 {fmt(r.fp32_auroc)}, int8 {fmt(r.int8_auroc)} (drop {fmt(r.auroc_drop)})")
+    pct = lambda v: "n/a" if v is None else f"{v:.1%}"
+    click.echo(f"good test images flagged: fp32 {pct(r.fp32_false_alarms)}, int8 {pct(r.int8_false_alarms)}")
     if r.path is None:
         raise AnodetError(f"INT8 model lost {r.auroc_drop:.4f} image AUROC (> {max_auroc_drop}); "
                           "not written (use --accept-drop to write it anyway)")

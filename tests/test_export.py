@@ -151,3 +151,27 @@ def test_runtime_scores_equal_eval_scores(exported, synth_data, tmp_path):
     for ev in lines:
         key = ("crack", ev["name"].rsplit("/", 1)[-1])
         assert ev["score"] == pytest.approx(by_name[key], abs=1e-5), ev
+
+
+def test_int8_threshold_is_refitted_on_its_own_scores(exported, synth_data, tmp_path):
+    """After quantization the held-out normals' score quantile sits exactly at the decision line."""
+    from anodet.data.arrays import load_arrays
+    from anodet.data.samples import discover
+    from anodet.export.quantize import quantize_int8
+
+    res = quantize_int8(exported, synth_data, tmp_path / "m8.onnx", max_images=8, accept=True)
+    info = read_info(res.path)
+    cfg = info.extra["config"]
+    assert res.recalibration is not None and info.raw_threshold == pytest.approx(res.recalibration.raw_threshold)
+    assert info.extra["int8_recalibration"]["fp32_raw_threshold"] == pytest.approx(read_info(exported).raw_threshold)
+    ds = discover(synth_data, val_fraction=cfg["data"]["val_fraction"], seed=cfg["train"]["seed"])
+    rgb, depth = load_arrays(ds.val, info.preprocess, need_depth=True)
+    scores = run_onnx(res.path, rgb, depth)["score"]
+    assert cfg["train"]["threshold_method"] == "image_quantile"
+    assert np.quantile(scores, cfg["train"]["threshold_quantile"]) == pytest.approx(0.5, abs=1e-4)
+    # Without recalibration the INT8 model keeps the FP32 threshold (its normals sit elsewhere).
+    plain = quantize_int8(exported, synth_data, tmp_path / "p8.onnx", max_images=8, accept=True,
+                          recalibrate_threshold=False)
+    assert read_info(plain.path).raw_threshold == read_info(exported).raw_threshold
+    plain_scores = run_onnx(plain.path, rgb, depth)["score"]
+    assert abs(np.quantile(plain_scores, cfg["train"]["threshold_quantile"]) - 0.5) > 1e-3

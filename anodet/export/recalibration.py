@@ -1,0 +1,95 @@
+"""Recalibrate an exported model's threshold on its own outputs (used after INT8 quantization).
+
+INT8 rounding makes the backbone a slightly different feature extractor: every normal image
+gets a little more reconstruction error. The FP32 model's threshold then sits inside the
+INT8 model's normal scores. Measured on the synthetic benchmark (rgbd_full, 256 px, 60 good
+and 180 defective test images): the FP32 export flags 0 % of the good parts, the INT8 model
+as quantized 52 %. So the quantized graph's threshold and scale are refitted exactly as
+training fits them (:func:`anodet.calibration.threshold` on the held-out normals): 0 % false
+alarms again, 22 % of the defective parts flagged (FP32: 16 %). Only two scalar initializers
+change; the ranking (AUROC) does not.
+
+The per-position error statistics are left as trained: refitting them on INT8 outputs too
+changed image AUROC by -0.02 to +0.02 across calibration methods on the same 240 images, no
+consistent gain.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from anodet.artifact import INPUT_DEPTH, INPUT_RGB
+from anodet.calibration import threshold
+from anodet.errors import AnodetError
+
+RAW_THRESHOLD, SCORE_SCALE = "det.scorer.raw_threshold", "det.scorer.score_scale"
+
+
+@dataclass
+class Recalibration:
+    raw_threshold: float
+    score_scale: float
+    images: int  # held-out normal frames the threshold came from
+
+
+def _consumer_input(model: onnx.ModelProto, initializer: str) -> str:
+    """The tensor an initializer is applied to: input 0 of the node that takes it as input 1."""
+    for node in model.graph.node:
+        if len(node.input) > 1 and node.input[1] == initializer:
+            return node.input[0]
+    raise AnodetError(f"model has no scorer tensor '{initializer}'; re-export it with this anodet version")
+
+
+def _set(model: onnx.ModelProto, name: str, value: float) -> None:
+    for init in model.graph.initializer:
+        if init.name == name:
+            shape = numpy_helper.to_array(init).shape
+            init.CopyFrom(numpy_helper.from_array(np.full(shape, value, np.float32), name))
+            return
+    raise AnodetError(f"model has no scorer initializer '{name}'; re-export it with this anodet version")
+
+
+def _run(model: onnx.ModelProto, tensor: str, rgb: np.ndarray, depth: np.ndarray | None, batch: int | None) -> np.ndarray:
+    """Run ``model`` on frames and return one intermediate tensor, frames stacked along axis 0."""
+    import onnxruntime as ort
+
+    probe = copy.deepcopy(model)
+    del probe.graph.output[:]
+    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    step, n, out = batch or 1, rgb.shape[0], []
+    for i in range(0, n, step):
+        idx = np.minimum(np.arange(i, i + step), n - 1)  # a fixed-batch graph: pad with the last frame
+        feed = {INPUT_RGB: rgb[idx]}
+        if depth is not None:
+            feed[INPUT_DEPTH] = depth[idx]
+        out.append(sess.run([tensor], feed)[0][: min(step, n - i)])
+    return np.concatenate(out)
+
+
+def recalibrate(
+    model: onnx.ModelProto,
+    rgb: np.ndarray,
+    depth: np.ndarray | None,
+    *,
+    method: str,
+    quantile: float,
+    batch: int | None,
+) -> Recalibration:
+    """Refit ``model``'s threshold and scale in place from held-out normal frames.
+
+    rgb N x S x S x 3 uint8, depth N x S x S metres (None for RGB models); ``method`` and
+    ``quantile`` as in the training config (``train.threshold_method/threshold_quantile``).
+    """
+    if rgb.shape[0] == 0:
+        raise AnodetError("recalibration needs normal frames")
+    raw = _run(model, _consumer_input(model, RAW_THRESHOLD), rgb, depth, batch)
+    thr, scale = threshold(raw, method, quantile)
+    _set(model, RAW_THRESHOLD, thr)
+    _set(model, SCORE_SCALE, scale)
+    return Recalibration(thr, scale, int(raw.shape[0]))
