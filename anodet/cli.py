@@ -198,11 +198,12 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
 @click.option("--calib", required=True, type=click.Path(path_type=Path), help="dataset whose normal images calibrate")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 @click.option("--images", default=64, show_default=True, help="calibration images")
-@click.option("--method", default="entropy", show_default=True, help="minmax, percentile or entropy")
+@click.option("--method", default="percentile", show_default=True, help="minmax, percentile or entropy")
 @click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger image AUROC loss")
 @click.option("--accept-drop", is_flag=True, help="write the model even when it lost more accuracy")
-@click.option("--keep-fp32", default="", show_default=True,
-              help="comma-separated modules left in FP32 (stem, backbone, aligner, autoencoder; '' for none)")
+@click.option("--keep-fp32", default="stem", show_default=True,
+              help="comma-separated modules left in FP32 (stem, layer1-layer4, backbone, aligner, autoencoder; "
+                   "'' for none)")
 @click.option("--recalibrate/--no-recalibrate", default=True, show_default=True,
               help="refit the threshold on the INT8 model's own scores for held-out normals")
 @click.option("--force", is_flag=True, help="overwrite an existing output")

@@ -175,3 +175,19 @@ def test_int8_threshold_is_refitted_on_its_own_scores(exported, synth_data, tmp_
     assert read_info(plain.path).raw_threshold == read_info(exported).raw_threshold
     plain_scores = run_onnx(plain.path, rgb, depth)["score"]
     assert abs(np.quantile(plain_scores, cfg["train"]["threshold_quantile"]) - 0.5) > 1e-3
+
+
+def test_int8_keeps_named_layers_in_fp32(exported, tmp_path):
+    from anodet.export.quantize import _quantizable_convs
+
+    model = onnx.load(exported)
+    every = set(_quantizable_convs(model, ()))
+    kept = set(_quantizable_convs(model, ("stem", "layer1", "layer2")))
+    left_fp32 = every - kept
+    assert left_fp32 and all(any(f"/backbone/{s}/" in n for s in ("stem", "stages.0", "stages.1")) for n in left_fp32)
+    assert any("/backbone/stages.2/" in n for n in kept) and any("/autoencoder/" in n for n in kept)
+    assert not every & {"/Conv", "/Conv_1"}  # the scorer's blur stays FP32
+    with pytest.raises(AnodetError, match="layer9"):
+        from anodet.export.quantize import quantize_int8
+
+        quantize_int8(exported, tmp_path, tmp_path / "x.onnx", keep_fp32=("layer9",))
