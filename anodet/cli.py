@@ -223,7 +223,8 @@ def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept
         click.echo(f"threshold refitted on the INT8 scores of {r.recalibration.images} held-out normal frames")
     click.echo(f"latency (ORT CPU, batch 1, median): fp32 {r.fp32_ms:.1f} ms, int8 {r.int8_ms:.1f} ms "
                f"-> {r.speedup:.2f}x")
-    click.echo(f"image AUROC: fp32 {fmt(r.fp32_auroc)}, int8 {fmt(r.int8_auroc)} (drop {fmt(r.auroc_drop)})")
+    spread = "" if r.auroc_drop_sd is None else f" ± {r.auroc_drop_sd:.4f} bootstrap sd over {r.test_images} test images"
+    click.echo(f"image AUROC: fp32 {fmt(r.fp32_auroc)}, int8 {fmt(r.int8_auroc)} (drop {fmt(r.auroc_drop)}{spread})")
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"
     click.echo(f"good test images flagged: fp32 {pct(r.fp32_false_alarms)}, int8 {pct(r.int8_false_alarms)}")
     if r.path is None:

@@ -99,7 +99,7 @@ def test_non_anodet_onnx_refused(tmp_path):
         read_info(path)
 
 
-def test_int8_runs_and_correlates_with_fp32(exported, synth_data, tmp_path):
+def test_int8_runs_and_correlates_with_fp32(exported, synth_data, tmp_path, caplog):
     from anodet.export.quantize import quantize_int8
 
     res = quantize_int8(exported, synth_data, tmp_path / "m8.onnx", max_images=8, accept=True)
@@ -108,6 +108,9 @@ def test_int8_runs_and_correlates_with_fp32(exported, synth_data, tmp_path):
     from anodet.data.samples import discover, load_sample
 
     ds = discover(synth_data)
+    # 16 test images cannot resolve a 0.01 AUROC bound: the spread is measured and reported.
+    assert res.test_images == len(ds.test) and res.auroc_drop_sd > 0.01
+    assert "too small to check" in caplog.text
     info = read_info(exported)
     frames = [load_sample(s, info.preprocess) for s in ds.test]
     rgb = np.stack([f[0] for f in frames])

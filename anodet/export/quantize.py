@@ -23,11 +23,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from anodet.artifact import INPUT_DEPTH, INPUT_RGB, METADATA_KEY, OUTPUTS, info_from_metadata
+from anodet.artifact import (
+    DECISION_THRESHOLD,
+    INPUT_DEPTH,
+    INPUT_RGB,
+    METADATA_KEY,
+    OUTPUT_SCORE,
+    OUTPUTS,
+    ModelInfo,
+    info_from_metadata,
+)
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover
 from anodet.errors import AnodetError
-from anodet.export.recalibration import Recalibration, recalibrate
+from anodet.export.recalibration import Recalibration, recalibrate, run_tensor
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,8 @@ class QuantizeResult:
     fp32_false_alarms: float | None = None  # share of good test images flagged
     int8_false_alarms: float | None = None
     recalibration: Recalibration | None = None
+    auroc_drop_sd: float | None = None  # paired bootstrap sd of the drop over the test images
+    test_images: int = 0
 
     @property
     def speedup(self) -> float:
@@ -78,6 +89,7 @@ class _Reader:
         self.i = 0
 
 
+BOOTSTRAP = 300  # resamples for the spread of the measured AUROC drop
 RECALIBRATION_IMAGES = 256  # held-out normals for the threshold: enough for a stable quantile
 # Module name -> exporter scope of its nodes (stages.{i-1} is layer{i} in every preset).
 SCOPES = {"stem": "/backbone/stem/", "layer1": "/backbone/stages.0/", "layer2": "/backbone/stages.1/",
@@ -125,19 +137,32 @@ def time_model(path: Path, rgb: np.ndarray, depth: np.ndarray | None, runs: int 
     return float(np.median(times))
 
 
-def _test_metrics(model: Path, data: Path) -> tuple[float | None, float | None]:
-    """Image AUROC and false-alarm rate of ``model`` on the test split of ``data``.
+def _compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict[str, float] | None:
+    """Image AUROC, its paired bootstrap spread and false alarms of both models on the test split.
 
-    (None, None) without a test split holding both normal and defective images.
+    None without a test split holding both normal and defective images. The bootstrap
+    resamples test images (with replacement) and recomputes both AUROCs on each resample, so
+    ``drop_sd`` says how far the measured drop could move on another test set of this size.
     """
-    from anodet.evaluation.evaluator import evaluate_model, open_model
+    from sklearn.metrics import roc_auc_score
 
-    ds = discover(data, need_depth=False)
-    if not ds.test or len({s.label for s in ds.test}) < 2:
-        return None, None
-    with tempfile.TemporaryDirectory() as tmp:
-        res = evaluate_model(open_model(model=model, backend="onnx-cpu"), data, tmp, report=False)
-    return res["image_auroc"], res.get("image_false_alarm_rate")
+    ds = discover(data, need_depth=info.needs_depth)
+    labels = np.array([s.label for s in ds.test])
+    if len(set(labels.tolist())) < 2:
+        return None
+    rgb, depth = load_arrays(ds.test, info.preprocess, need_depth=info.needs_depth, desc="test images")
+    a = run_tensor(onnx.load(str(fp32)), OUTPUT_SCORE, rgb, depth, info.batch)
+    b = run_tensor(onnx.load(str(int8)), OUTPUT_SCORE, rgb, depth, info.batch)
+    rng = np.random.default_rng(0)
+    drops = []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(labels), len(labels))
+        if len(set(labels[idx].tolist())) == 2:
+            drops.append(roc_auc_score(labels[idx], a[idx]) - roc_auc_score(labels[idx], b[idx]))
+    good = labels == 0
+    return {"fp32_auroc": float(roc_auc_score(labels, a)), "int8_auroc": float(roc_auc_score(labels, b)),
+            "drop_sd": float(np.std(drops)), "fp32_false_alarms": float(np.mean(a[good] > DECISION_THRESHOLD)),
+            "int8_false_alarms": float(np.mean(b[good] > DECISION_THRESHOLD)), "test_images": len(labels)}
 
 
 def quantize_int8(
@@ -247,10 +272,16 @@ def quantize_int8(
         for k, v in meta.items():
             qm.metadata_props.add(key=k, value=v)
         onnx.save(qm, str(q))
-        (auc32, far32), (auc8, far8) = _test_metrics(model, Path(calib)), _test_metrics(q, Path(calib))
+        cmp = _compare_on_test(model, q, Path(calib), info) or {}
         result = QuantizeResult(None, time_model(model, rgb, depth), time_model(q, rgb, depth),
-                                auc32, auc8, n_calib, far32, far8, recal)
+                                cmp.get("fp32_auroc"), cmp.get("int8_auroc"), n_calib,
+                                cmp.get("fp32_false_alarms"), cmp.get("int8_false_alarms"), recal,
+                                cmp.get("drop_sd"), cmp.get("test_images", 0))
         drop = result.auroc_drop
+        if drop is not None and result.auroc_drop_sd is not None and result.auroc_drop_sd > max_auroc_drop:
+            log.warning("the test split of %s (%d images) is too small to check a %.3f AUROC bound: the "
+                        "drop's bootstrap sd is %.3f; evaluate on more test images", calib,
+                        result.test_images, max_auroc_drop, result.auroc_drop_sd)
         if drop is not None and drop > max_auroc_drop and not accept:
             log.error("image AUROC dropped by %.4f (> %.4f): INT8 model not written", drop, max_auroc_drop)
             return result

@@ -54,7 +54,7 @@ def _set(model: onnx.ModelProto, name: str, value: float) -> None:
     raise AnodetError(f"model has no scorer initializer '{name}'; re-export it with this anodet version")
 
 
-def _run(model: onnx.ModelProto, tensor: str, rgb: np.ndarray, depth: np.ndarray | None, batch: int | None) -> np.ndarray:
+def run_tensor(model: onnx.ModelProto, tensor: str, rgb: np.ndarray, depth: np.ndarray | None, batch: int | None) -> np.ndarray:
     """Run ``model`` on frames and return one intermediate tensor, frames stacked along axis 0."""
     import onnxruntime as ort
 
@@ -88,7 +88,7 @@ def recalibrate(
     """
     if rgb.shape[0] == 0:
         raise AnodetError("recalibration needs normal frames")
-    raw = _run(model, _consumer_input(model, RAW_THRESHOLD), rgb, depth, batch)
+    raw = run_tensor(model, _consumer_input(model, RAW_THRESHOLD), rgb, depth, batch)
     thr, scale = threshold(raw, method, quantile)
     _set(model, RAW_THRESHOLD, thr)
     _set(model, SCORE_SCALE, scale)
