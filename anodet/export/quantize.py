@@ -204,8 +204,8 @@ def quantize_int8(
     candidate range and equals MinMax.
 
     ``recalibrate_threshold`` (default) refits the threshold on the INT8 model's own scores
-    for the held-out normals (:mod:`anodet.export.recalibration`); without it the
-    all-INT8 model flagged 52 % of the good test parts.
+    for the held-out normals (:mod:`anodet.export.recalibration`); without it the default
+    INT8 model flagged 23 % of the good test parts (the all-INT8 MinMax one 52 %), with it 0 %.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
