@@ -1,8 +1,8 @@
 """Score calibration on normal images: per-position error statistics and the threshold. Torch-free.
 
-Training calibrates a checkpoint with these functions, and INT8 quantization recalibrates
-the quantized ONNX model with the same ones on that model's own outputs, so both follow one
-rule.
+Training calibrates a checkpoint with these functions; INT8 quantization refits the quantized
+ONNX model's threshold with the same :func:`threshold` on that model's own scores, so both
+follow one rule. Torch-free so that the export side needs no PyTorch for it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import pytest
 
 from anodet.artifact import OUTPUTS, read_info
 from anodet.errors import AnodetError
-from anodet.export.onnx import export_onnx, parity, parity_samples, run_onnx
+from anodet.export.onnx import export_onnx, parity, parity_samples
+from anodet.export.session import run_frames
 from anodet.models import load_detector
 
 
@@ -31,7 +32,7 @@ def test_round_trip_parity_fixed_batch(trained, tmp_path):
 
     with torch.no_grad():
         ref = {k: v.numpy() for k, v in det(torch.from_numpy(rgb), torch.from_numpy(depth)).items()}
-    got = run_onnx(tmp_path / "m.onnx", rgb, depth)
+    got = run_frames(tmp_path / "m.onnx", rgb, depth)
     assert parity(ref, got)["max_abs_map"] <= 1e-3
     np.testing.assert_array_equal(ref["mask"], got["mask"])
 
@@ -115,8 +116,8 @@ def test_int8_runs_and_correlates_with_fp32(exported, synth_data, tmp_path, capl
     frames = [load_sample(s, info.preprocess) for s in ds.test]
     rgb = np.stack([f[0] for f in frames])
     depth = np.stack([f[1] for f in frames])
-    a = run_onnx(exported, rgb, depth)["score"]
-    b = run_onnx(res.path, rgb, depth)["score"]
+    a = run_frames(exported, rgb, depth)["score"]
+    b = run_frames(res.path, rgb, depth)["score"]
     assert np.corrcoef(a, b)[0, 1] > 0.9
 
 
@@ -169,14 +170,14 @@ def test_int8_threshold_is_refitted_on_its_own_scores(exported, synth_data, tmp_
     assert info.extra["int8_recalibration"]["fp32_raw_threshold"] == pytest.approx(read_info(exported).raw_threshold)
     ds = discover(synth_data, val_fraction=cfg["data"]["val_fraction"], seed=cfg["train"]["seed"])
     rgb, depth = load_arrays(ds.val, info.preprocess, need_depth=True)
-    scores = run_onnx(res.path, rgb, depth)["score"]
+    scores = run_frames(res.path, rgb, depth)["score"]
     assert cfg["train"]["threshold_method"] == "image_quantile"
     assert np.quantile(scores, cfg["train"]["threshold_quantile"]) == pytest.approx(0.5, abs=1e-4)
     # Without recalibration the INT8 model keeps the FP32 threshold (its normals sit elsewhere).
     plain = quantize_int8(exported, synth_data, tmp_path / "p8.onnx", max_images=8, accept=True,
                           recalibrate_threshold=False)
     assert read_info(plain.path).raw_threshold == read_info(exported).raw_threshold
-    plain_scores = run_onnx(plain.path, rgb, depth)["score"]
+    plain_scores = run_frames(plain.path, rgb, depth)["score"]
     assert abs(np.quantile(plain_scores, cfg["train"]["threshold_quantile"]) - 0.5) > 1e-3
 
 

@@ -268,9 +268,9 @@ def evaluate(
 
     Keys: image_auroc, pixel_auroc, au_pro, threshold, fpr_limit, image_precision,
     image_recall, image_f1, image_accuracy, image_false_alarm_rate, pixel_precision,
-    pixel_recall, pixel_f1, pixel_iou, num_images, num_normal, num_anomalous, per_defect {type: {num_images,
-    num_anomalous, image_auroc, pixel_auroc, au_pro, image_* and pixel_* as above}},
-    warnings [str]. A metric that is undefined on its subset, or needs a mask an anomalous
+    pixel_recall, pixel_f1, pixel_iou, num_images, num_normal, num_anomalous,
+    per_defect {type: {num_images, num_anomalous, image_auroc, pixel_auroc, au_pro, image_*
+    and pixel_* as above}}, warnings [str]. A metric that is undefined on its subset, or needs a mask an anomalous
     image lacks, is None and the reason is appended to ``warnings``.
     """
     y, s = _as_labels(labels), _as_vector(scores, "scores")

@@ -36,6 +36,7 @@ from anodet.artifact import (
     ModelInfo,
 )
 from anodet.errors import AnodetError
+from anodet.export.session import run_frames
 from anodet.models.detector import Detector, load_detector
 from anodet.preprocess import PreprocessSpec
 
@@ -128,22 +129,6 @@ def _torch_outputs(det: Detector, rgb: np.ndarray, depth: np.ndarray | None) -> 
     return {k: v.numpy() for k, v in out.items()}
 
 
-def run_onnx(path: Path, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Run an exported model in ONNX Runtime CPU on a batch (chunked for fixed-batch models)."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    fixed = sess.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) else rgb.shape[0]
-    parts = []
-    for i in range(0, rgb.shape[0], step):
-        feed = {INPUT_RGB: rgb[i : i + step]}
-        if depth is not None:
-            feed[INPUT_DEPTH] = depth[i : i + step]
-        parts.append(dict(zip(OUTPUTS, sess.run(list(OUTPUTS), feed))))
-    return {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
-
-
 def parity(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
     """Max abs differences of map and score, and the share of identical image/pixel decisions."""
     return {
@@ -195,7 +180,7 @@ def export_onnx(
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
         ref = _torch_outputs(det, rgb, depth)
-        got = run_onnx(tmp, rgb, depth)
+        got = run_frames(tmp, rgb, depth)
         result = parity(ref, got)
         bound = PARITY_ATOL_FP16 if fp16 else PARITY_ATOL
         ok = result["max_abs_map"] <= bound and result["max_abs_score"] <= bound

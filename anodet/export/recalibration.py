@@ -16,16 +16,15 @@ consistent gain.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from anodet.artifact import INPUT_DEPTH, INPUT_RGB
 from anodet.calibration import threshold
 from anodet.errors import AnodetError
+from anodet.export.session import run_frames
 
 RAW_THRESHOLD, SCORE_SCALE = "det.scorer.raw_threshold", "det.scorer.score_scale"
 
@@ -54,24 +53,6 @@ def _set(model: onnx.ModelProto, name: str, value: float) -> None:
     raise AnodetError(f"model has no scorer initializer '{name}'; re-export it with this anodet version")
 
 
-def run_tensor(model: onnx.ModelProto, tensor: str, rgb: np.ndarray, depth: np.ndarray | None, batch: int | None) -> np.ndarray:
-    """Run ``model`` on frames and return one intermediate tensor, frames stacked along axis 0."""
-    import onnxruntime as ort
-
-    probe = copy.deepcopy(model)
-    del probe.graph.output[:]
-    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    step, n, out = batch or 1, rgb.shape[0], []
-    for i in range(0, n, step):
-        idx = np.minimum(np.arange(i, i + step), n - 1)  # a fixed-batch graph: pad with the last frame
-        feed = {INPUT_RGB: rgb[idx]}
-        if depth is not None:
-            feed[INPUT_DEPTH] = depth[idx]
-        out.append(sess.run([tensor], feed)[0][: min(step, n - i)])
-    return np.concatenate(out)
-
-
 def recalibrate(
     model: onnx.ModelProto,
     rgb: np.ndarray,
@@ -79,7 +60,6 @@ def recalibrate(
     *,
     method: str,
     quantile: float,
-    batch: int | None,
 ) -> Recalibration:
     """Refit ``model``'s threshold and scale in place from held-out normal frames.
 
@@ -88,7 +68,8 @@ def recalibrate(
     """
     if rgb.shape[0] == 0:
         raise AnodetError("recalibration needs normal frames")
-    raw = run_tensor(model, _consumer_input(model, RAW_THRESHOLD), rgb, depth, batch)
+    tensor = _consumer_input(model, RAW_THRESHOLD)
+    raw = run_frames(model, rgb, depth, outputs=(tensor,))[tensor]
     thr, scale = threshold(raw, method, quantile)
     _set(model, RAW_THRESHOLD, thr)
     _set(model, SCORE_SCALE, scale)
