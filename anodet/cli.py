@@ -186,10 +186,10 @@ def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force
     res = export_onnx(checkpoint, output, opset=opset, batch=None if dynamic_batch else batch, fp16=fp16, force=force)
     p = res.parity
     click.echo("parity vs PyTorch on stored validation frames:")
-    click.echo(f"  max |map diff|    {p['max_abs_map']:.2e}")
-    click.echo(f"  max |score diff|  {p['max_abs_score']:.2e}")
-    click.echo(f"  image decisions   {p['image_decisions_equal']:.0%} equal")
-    click.echo(f"  pixel decisions   {p['pixel_decisions_equal']:.4%} equal")
+    click.echo(f"  max |map diff|    {p.max_abs_map:.2e} (bound {p.tolerance:g})")
+    click.echo(f"  max |score diff|  {p.max_abs_score:.2e}")
+    click.echo(f"  image decisions   {p.image_decisions_equal:.0%} equal")
+    click.echo(f"  pixel decisions   {p.pixel_decisions_equal:.4%} equal")
     click.echo(f"wrote {res.path} ({res.size_mb:.1f} MB, {res.info.precision}, batch {res.info.batch or 'dynamic'})")
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from anodet.calibration import ERROR_NORMS, THRESHOLD_METHODS
 from anodet.errors import AnodetError
+from anodet.preprocess import PreprocessSpec
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
@@ -30,6 +31,12 @@ class DataConfig:
     fill_holes: bool = True  # fill missing depth from the nearest valid pixel
     remove_plane: bool = False  # fit a plane on the border and flatten tilt
     val_fraction: float = 0.2  # share of train split held out when no validation split exists
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        """The part of this config applied to frames before the graph (training and runtime)."""
+        return PreprocessSpec(image_size=self.image_size, fill_holes=self.fill_holes,
+                              remove_plane=self.remove_plane)
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ def main(out: Path, preset: str, epochs: int, frames: int) -> None:
     _step("4/5 export the fused graph to ONNX (parity checked against PyTorch)")
     onnx_path = out / "model.onnx"
     exp = export_onnx(res.best_checkpoint, onnx_path, batch=1, force=True)
-    click.echo(f"{onnx_path} ({exp.size_mb:.0f} MB): max |map diff| {exp.parity['max_abs_map']:.1e}, "
-               f"decisions {exp.parity['image_decisions_equal']:.0%} equal")
+    click.echo(f"{onnx_path} ({exp.size_mb:.0f} MB): max |map diff| {exp.parity.max_abs_map:.1e}, "
+               f"decisions {exp.parity.image_decisions_equal:.0%} equal")
 
     _step("5/5 stream frames through the torch-free runtime")
     events = out / "events.jsonl"

@@ -24,9 +24,12 @@ DEPTH_SUFFIXES = (".tiff", ".tif", ".png", ".npy")
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """The recipe applied before the graph; stored in the checkpoint and the ONNX metadata."""
+    """The recipe applied before the graph; stored in the checkpoint and the ONNX metadata.
 
-    image_size: int = 256
+    Produced by ``anodet.config.DataConfig.preprocess``, which holds the defaults.
+    """
+
+    image_size: int
     fill_holes: bool = True
     remove_plane: bool = False
 

@@ -29,7 +29,6 @@ from anodet.errors import AnodetError
 from anodet.experiment import log_to, prepare_out_dir, resolve_device
 from anodet.features import aligned_features, fit_fixed_part
 from anodet.models.detector import Detector, build_detector, centred_depth
-from anodet.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 4
@@ -151,7 +150,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     log.info("backbone %s: %s", cfg.model.backbone, det.weights_source)
     cfgmod.save(cfg, out_dir / "config.yaml")
 
-    spec = det_spec(cfg)
+    spec = cfg.data.preprocess
     rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images")
     if depth is not None:
         det.input_norm.depth_scale.fill_(depth_scale(depth) / cfg.model.depth_gain)
@@ -262,12 +261,6 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     seconds = time.perf_counter() - start
     log.info("done in %.1f s: best val loss %.5f, checkpoint %s", seconds, best_loss, best_path)
     return TrainResult(out_dir, best_path, len(history), best_loss, thr, seconds, det.weights_source)
-
-
-def det_spec(cfg: ExperimentConfig) -> PreprocessSpec:
-    """The preprocessing recipe of a config (what the runtime will apply too)."""
-    d = cfg.data
-    return PreprocessSpec(image_size=d.image_size, fill_holes=d.fill_holes, remove_plane=d.remove_plane)
 
 
 @torch.no_grad()

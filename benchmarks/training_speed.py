@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     from anodet.data.samples import discover
     from anodet.data.synthetic import write_dataset
     from anodet.models.detector import load_detector
-    from anodet.train import det_spec, train
+    from anodet.train import train
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     det = load_detector(res.best_checkpoint)
     ds = discover(data, need_depth=cfg.model.in_channels == 4)
-    rgb, depth = load_arrays(ds.train, det_spec(cfg), need_depth=cfg.model.in_channels == 4)
+    rgb, depth = load_arrays(ds.train, cfg.data.preprocess, need_depth=cfg.model.in_channels == 4)
     per_img = []
     for i in range(0, min(rgb.shape[0], 16), 8):  # per-image time of the fixed part, batches of 8
         r = torch.from_numpy(rgb[i : i + 8])
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         per_img.append((time.perf_counter() - t0) / r.shape[0])
     per_img_s = statistics.median(per_img)
     estimate = per_img_s * (a.n_train + a.n_val) + epoch_med
-    vrgb, vdepth = load_arrays(ds.val, det_spec(cfg), need_depth=cfg.model.in_channels == 4)
+    vrgb, vdepth = load_arrays(ds.val, cfg.data.preprocess, need_depth=cfg.model.in_channels == 4)
     measured = None if a.no_recompute_epoch else recompute_epoch(det, rgb, depth, vrgb, vdepth, cfg)
     n_epochs = len(epoch_s)
     rows = [

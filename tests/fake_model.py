@@ -18,7 +18,7 @@ import onnx
 import tifffile
 from onnx import TensorProto, helper
 
-from anodet.artifact import ModelInfo
+from anodet.artifact import Calibration, ModelInfo
 from anodet.preprocess import PreprocessSpec
 from anodet.runtime.sources import Frame, LiveSource
 
@@ -33,6 +33,8 @@ def fake_info(image_size: int = 32, in_channels: int = 4, batch: int | None = No
         "raw_threshold": 0.01,
         "score_scale": 0.01,
         "extra": {"fake": True},
+        "calibration": Calibration(val_fraction=0.2, seed=0, threshold_method="image_quantile",
+                                   threshold_quantile=0.99),
         **fields,
     }
     return ModelInfo(

@@ -9,9 +9,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from anodet.artifact import OUTPUTS, read_info
+from anodet.artifact import OUTPUTS, compare_outputs, read_info
 from anodet.errors import AnodetError
-from anodet.export.onnx import export_onnx, parity, parity_samples
+from anodet.export.onnx import export_onnx, parity_samples
 from anodet.export.session import run_frames
 from anodet.models import load_detector
 
@@ -22,8 +22,8 @@ def _ckpt(trained):
 
 def test_round_trip_parity_fixed_batch(trained, tmp_path):
     res = export_onnx(_ckpt(trained), tmp_path / "m.onnx", batch=1)
-    assert res.parity["max_abs_map"] <= 1e-3 and res.parity["max_abs_score"] <= 1e-3
-    assert res.parity["image_decisions_equal"] == 1.0
+    assert res.parity.ok and res.parity.max_abs_map <= 1e-3 and res.parity.max_abs_score <= 1e-3
+    assert res.parity.image_decisions_equal == 1.0
     onnx.checker.check_model(str(tmp_path / "m.onnx"), full_check=True)
     # independent re-check of the written file against PyTorch
     det = load_detector(_ckpt(trained))
@@ -33,7 +33,7 @@ def test_round_trip_parity_fixed_batch(trained, tmp_path):
     with torch.no_grad():
         ref = {k: v.numpy() for k, v in det(torch.from_numpy(rgb), torch.from_numpy(depth)).items()}
     got = run_frames(tmp_path / "m.onnx", rgb, depth)
-    assert parity(ref, got)["max_abs_map"] <= 1e-3
+    assert compare_outputs(ref, got).ok
     np.testing.assert_array_equal(ref["mask"], got["mask"])
 
 
@@ -67,7 +67,7 @@ def test_fp16_graph_has_fp32_io(trained, tmp_path):
     assert types == {"rgb": onnx.TensorProto.UINT8, "depth": onnx.TensorProto.FLOAT, "score": onnx.TensorProto.FLOAT,
                      "anomaly_map": onnx.TensorProto.FLOAT, "mask": onnx.TensorProto.UINT8}
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    assert res.info.precision == "fp16" and res.parity["max_abs_score"] < 5e-2
+    assert res.info.precision == "fp16" and res.parity.ok and res.parity.max_abs_score < 5e-2
     ort.InferenceSession(str(tmp_path / "m16.onnx"), providers=["CPUExecutionProvider"])
 
 
@@ -80,9 +80,9 @@ def test_refuses_existing_output_and_leaves_it(trained, tmp_path):
 
 
 def test_failed_parity_writes_nothing(trained, tmp_path, monkeypatch):
-    import anodet.export.onnx as mod
+    import anodet.artifact as mod
 
-    monkeypatch.setattr(mod, "PARITY_ATOL", -1.0)  # any difference now fails
+    monkeypatch.setitem(mod.PARITY_TOLERANCE, "fp32", -1.0)  # any difference now fails
     with pytest.raises(AnodetError, match="parity"):
         export_onnx(_ckpt(trained), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []

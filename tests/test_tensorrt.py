@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from fake_model import fake_info
 
-from anodet.artifact import ModelInfo, read_info
+from anodet import gpu
+from anodet.artifact import ModelInfo, check_inputs, read_info, read_sidecar, sidecar_problems
 from anodet.errors import AnodetError
 from anodet.export import tensorrt as export_trt
 from anodet.runtime import tensorrt_backend as backend
@@ -112,10 +113,10 @@ def no_tensorrt(monkeypatch):
 def fake_trt(monkeypatch):
     """Pretend TensorRT 10.3.0 on an Orin (compute capability 8.7)."""
     monkeypatch.setattr(
-        backend, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0")
+        gpu, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0")
     )
     monkeypatch.setattr(
-        backend,
+        gpu,
         "gpu_properties",
         lambda: {"device": 0, "name": "Orin", "compute_capability": "8.7"},
     )
@@ -158,43 +159,43 @@ def test_build_refuses_before_tensorrt(tmp_path, no_tensorrt):
 
 def test_compat_problems():
     side = {"tensorrt_version": "10.3.0", "compute_capability": "8.7", "gpu_name": "Orin"}
-    assert backend.compat_problems(side, tensorrt_version="10.3.0", compute_capability="8.7") == []
-    version = backend.compat_problems(side, tensorrt_version="11.0.0", compute_capability="8.7")
+    assert sidecar_problems(side, tensorrt_version="10.3.0", compute_capability="8.7") == []
+    version = sidecar_problems(side, tensorrt_version="11.0.0", compute_capability="8.7")
     assert len(version) == 1 and "TensorRT 10.3.0" in version[0] and "11.0.0" in version[0]
-    both = backend.compat_problems(side, tensorrt_version="10.3.1", compute_capability="9.0")
+    both = sidecar_problems(side, tensorrt_version="10.3.1", compute_capability="9.0")
     assert len(both) == 2 and "compute capability 8.7 (Orin)" in both[1]
 
 
 def test_check_engine_compat(tmp_path, fake_trt, caplog):
     engine = fake_engine(tmp_path)
-    assert backend.check_engine_compat(engine)["gpu_name"] == "Orin"
-    assert export_trt.check_engine_compat is backend.check_engine_compat
+    assert gpu.check_engine_compat(engine)["gpu_name"] == "Orin"
+    assert export_trt.check_engine_compat is gpu.check_engine_compat
     fake_engine(tmp_path, tensorrt_version="10.0.1", compute_capability="9.0")
     with pytest.raises(AnodetError, match="cannot run here") as err:
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
     assert "10.0.1" in str(err.value) and "9.0" in str(err.value) and "rebuild" in str(err.value)
     fake_engine(tmp_path, gpu_name="Jetson AGX Orin 64GB")  # same architecture: warn, run
     with caplog.at_level(logging.WARNING):
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
     assert "may be slower" in caplog.text
 
 
 def test_check_engine_compat_bad_sidecars(tmp_path, fake_trt):
     with pytest.raises(AnodetError, match="engine file not found"):
-        backend.check_engine_compat(tmp_path / "none.engine")
+        gpu.check_engine_compat(tmp_path / "none.engine")
     engine = fake_engine(tmp_path)
     (tmp_path / "model.engine.json").unlink()
     with pytest.raises(AnodetError, match="sidecar .* is missing"):
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
     (tmp_path / "model.engine.json").write_text("{not json")
     with pytest.raises(AnodetError, match="is corrupt"):
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
     (tmp_path / "model.engine.json").write_text(json.dumps({"tensorrt_version": "10.3.0"}))
     with pytest.raises(AnodetError, match="is corrupt"):
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
     fake_engine(tmp_path, plan_bytes=99)
     with pytest.raises(AnodetError, match="does not match its sidecar"):
-        backend.check_engine_compat(engine)
+        gpu.check_engine_compat(engine)
 
 
 def test_read_info_reads_the_sidecar(tmp_path):
@@ -239,13 +240,13 @@ def test_plan_profile():
 def test_cuda_check_unpacks_and_explains():
     cudart = pytest.importorskip("cuda.bindings.runtime")
     ok = cudart.cudaError_t.cudaSuccess
-    assert backend.cuda_check((ok, 7), "x") == 7
-    assert backend.cuda_check((ok,), "x") is None
-    assert backend.cuda_check((ok, 1, 2), "x") == (1, 2)
+    assert gpu.cuda_check((ok, 7), "x") == 7
+    assert gpu.cuda_check((ok,), "x") is None
+    assert gpu.cuda_check((ok, 1, 2), "x") == (1, 2)
     with pytest.raises(
-        backend.CudaError, match=r"cudaMalloc\(rgb\) failed: cudaErrorMemoryAllocation"
+        gpu.CudaError, match=r"cudaMalloc\(rgb\) failed: cudaErrorMemoryAllocation"
     ):
-        backend.cuda_check((cudart.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(rgb)")
+        gpu.cuda_check((cudart.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(rgb)")
 
 
 def test_no_gpu_is_a_clear_error():
@@ -254,23 +255,25 @@ def test_no_gpu_is_a_clear_error():
     if int(err) == 0 and rest and rest[0] > 0:
         pytest.skip("this machine has a GPU")
     with pytest.raises(AnodetError, match="no NVIDIA GPU is available"):
-        backend.gpu_properties()
+        gpu.gpu_properties()
 
 
 def test_check_batch():
     info = model_info()
-    rgb, depth = np.zeros((2, S, S, 3), np.uint8), np.zeros((2, S, S), np.float32)
-    assert backend.check_batch(info, rgb, depth) == 2
-    with pytest.raises(AnodetError, match="rgb must be uint8"):
-        backend.check_batch(info, rgb.astype(np.float32), depth)
-    with pytest.raises(AnodetError, match="rgb must be uint8"):
-        backend.check_batch(info, rgb[0], depth)
+    rgb, depth = np.zeros((2, S, S, 3), np.uint8), np.zeros((2, S, S), np.float64)
+    got_rgb, got_depth = check_inputs(info, rgb, depth)
+    assert got_rgb.shape == (2, S, S, 3) and got_depth.dtype == np.float32  # any float depth is cast
+    with pytest.raises(AnodetError, match="rgb batch must be uint8"):
+        check_inputs(info, rgb.astype(np.float32), depth)
+    with pytest.raises(AnodetError, match="rgb batch must be uint8"):
+        check_inputs(info, rgb[0], depth)
     with pytest.raises(AnodetError, match="needs depth"):
-        backend.check_batch(info, rgb, None)
-    with pytest.raises(AnodetError, match="depth must be float32 2"):
-        backend.check_batch(info, rgb, depth[:1])
-    with pytest.raises(AnodetError, match="RGB-only"):
-        backend.check_batch(model_info(depth=False), rgb, depth)
+        check_inputs(info, rgb, None)
+    with pytest.raises(AnodetError, match="depth batch must be float32 2"):
+        check_inputs(info, rgb, depth[:1])
+    with pytest.raises(AnodetError, match="depth batch must be float32"):
+        check_inputs(info, rgb, depth.astype(np.uint16))
+    assert check_inputs(model_info(depth=False), rgb, depth)[1] is None  # RGB-only: depth dropped
 
 
 # --------------------------------------------------------------------------- GPU (skipped here)
@@ -572,30 +575,27 @@ def test_backend_refuses_untyped_tensor_and_frees(fake_gpu):
 
 
 def test_gpu_properties_with_fake_cudart(monkeypatch):
-    from anodet.runtime import cuda_buffers
 
-    monkeypatch.setattr(cuda_buffers, "import_cudart", lambda: FakeCudart())
-    assert cuda_buffers.gpu_properties() == {
+    monkeypatch.setattr(gpu, "import_cudart", lambda: FakeCudart())
+    assert gpu.gpu_properties() == {
         "device": 0,
         "name": "Orin",
         "compute_capability": "8.7",
     }
-    monkeypatch.setattr(cuda_buffers, "import_cudart", lambda: FakeCudart(devices=0))
+    monkeypatch.setattr(gpu, "import_cudart", lambda: FakeCudart(devices=0))
     with pytest.raises(AnodetError, match="reports 0 devices"):
-        cuda_buffers.gpu_properties()
+        gpu.gpu_properties()
 
 
 def test_import_cudart_layouts(monkeypatch):
-    from anodet.runtime import cuda_buffers
-
     legacy = types.ModuleType("cuda")
     legacy.cudart = "legacy cudart"  # cuda-python < 12.6.1 only has cuda.cudart
     monkeypatch.setitem(sys.modules, "cuda", legacy)
     monkeypatch.setitem(sys.modules, "cuda.bindings", None)
-    assert cuda_buffers.import_cudart() == "legacy cudart"
+    assert gpu.import_cudart() == "legacy cudart"
     monkeypatch.setitem(sys.modules, "cuda", None)
     with pytest.raises(AnodetError, match="pip install cuda-python"):
-        backend.import_cudart()
+        gpu.import_cudart()
 
 
 def test_stream_handle(monkeypatch):
@@ -610,7 +610,7 @@ def test_stream_handle(monkeypatch):
 def test_sidecar_format_is_checked(tmp_path):
     engine = fake_engine(tmp_path, format="anodet-engine/2")
     with pytest.raises(AnodetError, match="has format 'anodet-engine/2'"):
-        backend.read_sidecar(engine)
+        read_sidecar(engine)
 
 
 def test_plan_profile_scalar_input():
@@ -754,4 +754,4 @@ def test_build_engine_with_fake_tensorrt(
     assert (tmp_path / "m.engine").read_bytes() == b"PLAN"
     assert side["precision"] == "fp16" and side["strongly_typed"] is (builder_flags is None)
     assert side["inputs"][0]["dtype"] == "uint8" and side["batch"]["max"] == 4
-    assert backend.read_sidecar(tmp_path / "m.engine")["plan_bytes"] == 4
+    assert read_sidecar(tmp_path / "m.engine")["plan_bytes"] == 4

@@ -4,6 +4,7 @@ the checkpoint, anodet version and export settings are unchanged (a stamp file b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -71,7 +72,7 @@ class Artifacts:
                 from anodet.export.onnx import export_onnx
 
                 res = export_onnx(self.checkpoint, path, batch=None, fp16=kind == "fp16", force=True)
-                extra["parity"] = res.parity
+                extra["parity"] = dataclasses.asdict(res.parity)
             elif kind == "int8":
                 from anodet.export.quantize import quantize_int8
 

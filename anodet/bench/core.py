@@ -115,12 +115,11 @@ def _reference_outputs(checkpoint: Path, data: Path, n: int, path: Path) -> None
     from anodet.data.arrays import load_arrays
     from anodet.data.samples import discover
     from anodet.models.detector import load_detector
-    from anodet.train import det_spec
 
     det = load_detector(checkpoint)
     need_depth = det.cfg.model.in_channels == 4
     ds = discover(data, need_depth=need_depth)
-    rgb, depth = load_arrays(ds.test[:n], det_spec(det.cfg), need_depth=need_depth)
+    rgb, depth = load_arrays(ds.test[:n], det.cfg.data.preprocess, need_depth=need_depth)
     with torch.no_grad():
         out = det(torch.from_numpy(rgb), torch.from_numpy(depth) if depth is not None else None)
     np.savez(path, **{k: v.numpy() for k, v in out.items()})

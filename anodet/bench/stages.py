@@ -154,7 +154,7 @@ def stage_breakdown(det: Detector, cam_rgb: np.ndarray, cam_depth: np.ndarray | 
     "ratio_full_to_backbone": {"time", "macs"}, "seed": {stage: gmac} or None}.
     """
     det = det.eval()
-    spec = PreprocessSpec(det.cfg.data.image_size, det.cfg.data.fill_holes, det.cfg.data.remove_plane)
+    spec = det.cfg.data.preprocess
     fns, (rgb_t, depth_t) = _stage_fns(det, cam_rgb, cam_depth, spec)
     macs = stage_macs(det, rgb_t, depth_t)
     rows = []

@@ -37,7 +37,6 @@ def _open(spec: dict[str, Any]):
 
         from anodet.evaluation.evaluator import TorchPredictor
         from anodet.models.detector import load_detector
-        from anodet.train import det_spec
 
         if spec.get("threads"):
             torch.set_num_threads(int(spec["threads"]))
@@ -48,7 +47,7 @@ def _open(spec: dict[str, Any]):
             det = seed_detector(det)
         cfg = det.cfg
         runs_on = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
-        return (TorchPredictor(det, torch.device("cpu")), cfg.model.in_channels, det_spec(cfg), cfg.preset,
+        return (TorchPredictor(det, torch.device("cpu")), cfg.model.in_channels, cfg.data.preprocess, cfg.preset,
                 runs_on, det)
     from anodet.runtime.backends import open_backend
 

@@ -66,12 +66,11 @@ def open_model(checkpoint: str | Path | None = None, model: str | Path | None = 
     if checkpoint is not None:
         from anodet.experiment import resolve_device
         from anodet.models.detector import load_detector
-        from anodet.train import det_spec
 
         det = load_detector(checkpoint)
         cfg = det.cfg
         return ModelUnderTest(f"checkpoint {checkpoint}", TorchPredictor(det, resolve_device(device)),
-                              cfg.model.in_channels, det_spec(cfg), cfg.preset)
+                              cfg.model.in_channels, cfg.data.preprocess, cfg.preset)
     from anodet.runtime.backends import open_backend
 
     be = open_backend(model, backend)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import logging
 import os
 import tempfile
@@ -28,21 +27,21 @@ from anodet import __version__
 from anodet.artifact import (
     INPUT_DEPTH,
     INPUT_RGB,
-    METADATA_KEY,
     OUTPUT_MAP,
     OUTPUT_MASK,
     OUTPUT_SCORE,
     OUTPUTS,
+    Calibration,
     ModelInfo,
+    Parity,
+    compare_outputs,
+    write_metadata,
 )
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 from anodet.models.detector import Detector, load_detector
-from anodet.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
-PARITY_ATOL = 1e-3  # max |ONNX - PyTorch| on the normalised map and score (FP32)
-PARITY_ATOL_FP16 = 5e-2  # FP16 graphs are compared on the same samples, looser bound
 
 
 class ExportGraph(nn.Module):
@@ -74,7 +73,7 @@ class ExportGraph(nn.Module):
 class ExportResult:
     path: Path
     info: ModelInfo
-    parity: dict[str, float]
+    parity: Parity
     size_mb: float
 
 
@@ -87,10 +86,13 @@ def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> 
         preset=cfg.preset,
         in_channels=cfg.model.in_channels,
         image_size=cfg.data.image_size,
-        preprocess=PreprocessSpec(cfg.data.image_size, cfg.data.fill_holes, cfg.data.remove_plane),
+        preprocess=cfg.data.preprocess,
         raw_threshold=float(det.scorer.raw_threshold),
         score_scale=float(det.scorer.score_scale),
         batch=batch,
+        calibration=Calibration(val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
+                                threshold_method=cfg.train.threshold_method,
+                                threshold_quantile=cfg.train.threshold_quantile),
         precision=precision,
         extra={
             "config": cfg.to_dict(),
@@ -129,16 +131,6 @@ def _torch_outputs(det: Detector, rgb: np.ndarray, depth: np.ndarray | None) -> 
     return {k: v.numpy() for k, v in out.items()}
 
 
-def parity(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
-    """Max abs differences of map and score, and the share of identical image/pixel decisions."""
-    return {
-        "max_abs_map": float(np.abs(reference[OUTPUT_MAP] - other[OUTPUT_MAP]).max()),
-        "max_abs_score": float(np.abs(reference[OUTPUT_SCORE] - other[OUTPUT_SCORE]).max()),
-        "image_decisions_equal": float(np.mean((reference[OUTPUT_SCORE] > 0.5) == (other[OUTPUT_SCORE] > 0.5))),
-        "pixel_decisions_equal": float(np.mean(reference[OUTPUT_MASK] == other[OUTPUT_MASK])),
-    }
-
-
 def _check_output(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise AnodetError(f"output {path} exists; pass --force to overwrite")
@@ -171,25 +163,15 @@ def export_onnx(
         det.eval()
         model = onnx.load(str(tmp))
         _set_io_shapes(model, info)
-        meta = {METADATA_KEY: info.to_json(), "anodet_version": __version__, "preset": info.preset,
-                "threshold": "0.5 on normalised score/map", "inputs": json.dumps(info.input_spec())}
-        del model.metadata_props[:]
-        for key, value in meta.items():
-            model.metadata_props.add(key=key, value=value)
+        write_metadata(model, info)
         model.producer_name, model.producer_version = "anodet", __version__
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
         ref = _torch_outputs(det, rgb, depth)
         got = run_frames(tmp, rgb, depth)
-        result = parity(ref, got)
-        bound = PARITY_ATOL_FP16 if fp16 else PARITY_ATOL
-        ok = result["max_abs_map"] <= bound and result["max_abs_score"] <= bound
-        ok = ok and (fp16 or result["image_decisions_equal"] == 1.0)
-        if not ok:
-            raise AnodetError(
-                f"parity check failed: max |map diff| {result['max_abs_map']:.2e}, "
-                f"|score diff| {result['max_abs_score']:.2e} (bound {bound:g}); nothing written to {output}"
-            )
+        result = compare_outputs(ref, got, precision=info.precision)
+        if not result.ok:
+            raise AnodetError(f"parity check failed: {result.describe()}; nothing written to {output}")
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -11,12 +11,11 @@ that lost more accuracy than allowed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +26,13 @@ from anodet.artifact import (
     DECISION_THRESHOLD,
     INPUT_DEPTH,
     INPUT_RGB,
-    METADATA_KEY,
     OUTPUT_SCORE,
     OUTPUTS,
     ModelInfo,
-    info_from_metadata,
+    read_info,
+    write_metadata,
 )
+from anodet.bench.timing import measure
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover
 from anodet.errors import AnodetError
@@ -129,13 +129,7 @@ def time_model(path: Path, rgb: np.ndarray, depth: np.ndarray | None, runs: int 
     feed = {INPUT_RGB: rgb[:1]}
     if depth is not None:
         feed[INPUT_DEPTH] = depth[:1]
-    sess.run(list(OUTPUTS), feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(list(OUTPUTS), feed)
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
+    return float(np.median(measure(lambda: sess.run(list(OUTPUTS), feed), warmup=1, runs=runs)))
 
 
 def _compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict[str, float | None] | None:
@@ -214,9 +208,7 @@ def quantize_int8(
     model, output = Path(model), Path(output)
     if output.exists() and not force:
         raise AnodetError(f"output {output} exists; pass --force to overwrite")
-    src = onnx.load(str(model))
-    meta = {p.key: p.value for p in src.metadata_props}
-    info = info_from_metadata(meta, str(model))
+    info = read_info(model)
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
@@ -224,12 +216,10 @@ def quantize_int8(
     unknown = sorted(set(keep_fp32) - set(MODULES))
     if unknown:
         raise AnodetError(f"unknown module(s) {', '.join(unknown)} to keep in FP32; valid: {', '.join(MODULES)}")
-    cfg = info.extra.get("config", {})
-    train_cfg = cfg.get("train", {})
+    cal = info.calibration
     # The training run's split, so the threshold comes from the same held-out normals as in
     # training when --calib is the training data.
-    ds = discover(calib, need_depth=info.needs_depth, val_fraction=cfg.get("data", {}).get("val_fraction", 0.2),
-                  seed=train_cfg.get("seed", 0))
+    ds = discover(calib, need_depth=info.needs_depth, val_fraction=cal.val_fraction, seed=cal.seed)
     normals = (ds.train + ds.val)[:max_images]
     if not normals:
         raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
@@ -256,22 +246,18 @@ def quantize_int8(
         finally:
             root.setLevel(level)
         qm = onnx.load(str(q))
-        raw = json.loads(meta[METADATA_KEY])
-        raw["precision"] = "int8"
+        new_info = dataclasses.replace(info, precision="int8")
         recal = None
         if recalibrate_threshold:
             held_out = (ds.val or ds.train)[:RECALIBRATION_IMAGES]
             vrgb, vdepth = load_arrays(held_out, info.preprocess, need_depth=info.needs_depth, desc="held-out normals")
-            recal = recalibrate(qm, vrgb, vdepth, method=train_cfg.get("threshold_method", "image_quantile"),
-                                quantile=train_cfg.get("threshold_quantile", 0.99))
-            raw["raw_threshold"], raw["score_scale"] = recal.raw_threshold, recal.score_scale
-            raw.setdefault("extra", {})["int8_recalibration"] = {
+            recal = recalibrate(qm, vrgb, vdepth, method=cal.threshold_method, quantile=cal.threshold_quantile)
+            extra = {**info.extra, "int8_recalibration": {
                 "raw_threshold": recal.raw_threshold, "score_scale": recal.score_scale, "images": recal.images,
-                "fp32_raw_threshold": info.raw_threshold}
-        meta[METADATA_KEY] = json.dumps(raw, sort_keys=True)
-        del qm.metadata_props[:]
-        for k, v in meta.items():
-            qm.metadata_props.add(key=k, value=v)
+                "fp32_raw_threshold": info.raw_threshold}}
+            new_info = dataclasses.replace(new_info, raw_threshold=recal.raw_threshold,
+                                           score_scale=recal.score_scale, extra=extra)
+        write_metadata(qm, new_info)
         onnx.save(qm, str(q))
         cmp = _compare_on_test(model, q, Path(calib), info) or {}
         result = QuantizeResult(None, time_model(model, rgb, depth), time_model(q, rgb, depth),

@@ -2,7 +2,7 @@
 
 The engine file holds the raw TensorRT plan only (Triton and trtexec refuse anything else);
 ``<engine>.json`` beside it records how and where it was built plus the ONNX metadata, so
-``anodet.artifact.read_info(engine)`` and :func:`check_engine_compat` work on it.
+``anodet.artifact.read_info(engine)`` and :func:`anodet.gpu.check_engine_compat` work on it.
 
 FP16: TensorRT 10.x (JetPack 6) lowers an FP32 graph with ``BuilderFlag.FP16``. TensorRT 11
 removed that flag: networks are strongly typed, so the ONNX graph itself must already be FP16
@@ -23,56 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from anodet.artifact import OUTPUTS, info_from_metadata
+from anodet.artifact import OUTPUTS, SIDECAR_FORMAT, info_from_metadata, read_onnx_metadata, sidecar_path
 from anodet.errors import AnodetError
-from anodet.runtime.tensorrt_backend import (
-    SIDECAR_FORMAT,
-    check_engine_compat,
-    gpu_properties,
-    import_tensorrt,
-    sha256_file,
-    sidecar_path,
-    trt_logger,
-)
+from anodet.gpu import check_engine_compat, gpu_properties, import_tensorrt, sha256_file, trt_logger
 
 __all__ = ["build_engine", "check_engine_compat", "choose_precision", "plan_profile"]
 
 log = logging.getLogger(__name__)
 Shape = tuple[int, ...]
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ONNX file's ``metadata_props`` as a dict (via ``onnx``, else ``onnxruntime``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnodetError(f"ONNX file not found: {path}")
-    try:
-        import onnx
-    except ImportError:  # an edge box may have onnxruntime but not onnx
-        return _ort_metadata(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends for a damaged file
-        raise AnodetError(
-            f"{path} is not a readable ONNX model ({exc.__class__.__name__})"
-        ) from None
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def _ort_metadata(path: Path) -> dict[str, str]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise AnodetError(
-            "reading ONNX metadata needs onnx or onnxruntime: pip install onnx"
-        ) from None
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-        raise AnodetError(
-            f"{path} is not a readable ONNX model ({exc.__class__.__name__})"
-        ) from None
-    return dict(sess.get_modelmeta().custom_metadata_map)
 
 
 def choose_precision(trt_major: int, fp16: bool, onnx_precision: str) -> dict[str, Any]:

@@ -26,14 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import anodet
-from anodet.artifact import METADATA_KEY, OUTPUTS, info_from_metadata
+from anodet.artifact import (
+    ENGINE_SUFFIXES,
+    METADATA_KEY,
+    OUTPUTS,
+    info_from_metadata,
+    read_onnx_metadata,
+    read_sidecar,
+    sidecar_path,
+)
 from anodet.errors import AnodetError
-from anodet.export.tensorrt import read_onnx_metadata
-from anodet.runtime.tensorrt_backend import read_sidecar, sidecar_path
 
 log = logging.getLogger(__name__)
 
-ENGINE_SUFFIXES = (".engine", ".plan")
 TRITON_TYPES = {
     "bool": "TYPE_BOOL",
     "uint8": "TYPE_UINT8",

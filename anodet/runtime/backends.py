@@ -12,22 +12,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from anodet.artifact import (
-    INPUT_DEPTH,
-    INPUT_RGB,
-    OUTPUT_MAP,
-    OUTPUT_MASK,
-    OUTPUT_SCORE,
-    OUTPUTS,
-    ModelInfo,
-    info_from_metadata,
-)
+from anodet.artifact import INPUT_DEPTH, INPUT_RGB, OUTPUTS, ModelInfo, info_from_metadata, is_engine, run_batched
 from anodet.errors import AnodetError
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnx-cpu", "onnx-cuda", "onnx-trt", "tensorrt")
-ENGINE_SUFFIXES = (".engine", ".plan")
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 _EP = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -51,54 +41,6 @@ class Backend(Protocol):
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
-
-
-def check_inputs(
-    info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a batch against the contract; return contiguous arrays (depth None if unused)."""
-    s = info.image_size
-    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[1:] != (s, s, 3):
-        raise AnodetError(f"rgb batch must be uint8 N x {s} x {s} x 3, got {rgb.dtype} {rgb.shape}")
-    if not info.needs_depth:
-        return np.ascontiguousarray(rgb), None
-    if depth is None:
-        raise AnodetError("this model needs depth (in_channels=4) but none was given")
-    if depth.shape != rgb.shape[:3]:
-        raise AnodetError(
-            f"depth batch must be float32 N x {s} x {s}, got {depth.dtype} {depth.shape}"
-        )
-    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth, dtype=np.float32)
-
-
-def run_in_batches(
-    run: Any, info: ModelInfo, rgb: np.ndarray, depth: np.ndarray | None
-) -> dict[str, np.ndarray]:
-    """Call ``run(rgb, depth) -> dict`` once (dynamic batch) or per fixed-size chunk.
-
-    A fixed-batch model gets chunks of exactly ``info.batch`` images; the last chunk is
-    padded by repeating its last image and the padding's outputs are discarded.
-    """
-    n = rgb.shape[0]
-    b = info.batch
-    if not b or n == b:
-        out = run(rgb, depth)
-    else:
-        parts = []
-        for start in range(0, n, b):
-            idx = np.minimum(np.arange(start, start + b), n - 1)  # pad with the last image
-            chunk = run(rgb[idx], None if depth is None else depth[idx])
-            parts.append({k: v[: min(b, n - start)] for k, v in chunk.items()})
-        out = {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
-    return {
-        OUTPUT_SCORE: np.asarray(out[OUTPUT_SCORE], np.float32).reshape(n),
-        OUTPUT_MAP: np.asarray(out[OUTPUT_MAP], np.float32).reshape(
-            n, info.image_size, info.image_size
-        ),
-        OUTPUT_MASK: np.asarray(out[OUTPUT_MASK])
-        .astype(np.uint8, copy=False)
-        .reshape(n, info.image_size, info.image_size),
-    }
 
 
 def choose_providers(providers: str, available: list[str]) -> list[str]:
@@ -142,7 +84,7 @@ class OnnxRuntimeBackend:
             opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                str(self.path), opts, providers=_with_options(chosen)
+                str(self.path), opts, providers=provider_options(chosen)
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types for invalid models
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
@@ -172,20 +114,22 @@ class OnnxRuntimeBackend:
 
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
         """rgb uint8 N x S x S x 3, depth float32 N x S x S metres (None if RGB-only)."""
-        rgb, depth = check_inputs(self.info, rgb, depth)
 
         def run(r: np.ndarray, d: np.ndarray | None) -> dict[str, np.ndarray]:
             feeds = {INPUT_RGB: r} if d is None else {INPUT_RGB: r, INPUT_DEPTH: d}
             return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feeds)))
 
-        return run_in_batches(run, self.info, rgb, depth)
+        return run_batched(run, self.info, rgb, depth)
 
     def close(self) -> None:
         self.session = None
 
 
-def _with_options(providers: list[str]) -> list[Any]:
-    """Attach an engine cache to the TensorRT EP: building engines takes minutes otherwise."""
+def provider_options(providers: list[str]) -> list[Any]:
+    """ONNX Runtime providers with their options; every ORT session on a GPU takes them here.
+
+    The TensorRT EP gets an engine cache: building its engines takes minutes otherwise.
+    """
     out: list[Any] = []
     for p in providers:
         if p == _EP["tensorrt"]:
@@ -209,15 +153,15 @@ def open_backend(path: str | Path, backend: str = "auto", threads: int | None = 
     path = Path(path)
     if not path.is_file():
         raise AnodetError(f"model file not found: {path}")
-    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
-    if backend == "tensorrt" or (backend == "auto" and is_engine):
-        if not is_engine:
+    engine = is_engine(path)
+    if backend == "tensorrt" or (backend == "auto" and engine):
+        if not engine:
             raise AnodetError(
                 f"backend 'tensorrt' runs engines (.engine/.plan) built by `anodet-export tensorrt`; "
                 f"{path.name} is not one (use onnx-trt to run an ONNX file with TensorRT)"
             )
         return _open_tensorrt(path)
-    if is_engine:
+    if engine:
         raise AnodetError(
             f"{path.name} is a TensorRT engine; run it with backend 'tensorrt' or 'auto'"
         )

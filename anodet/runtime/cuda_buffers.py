@@ -1,10 +1,7 @@
-"""cuda-python helpers for the TensorRT backend: import, error checks, GPU query, I/O buffers.
+"""Pinned host and device buffers for the TensorRT backend (cuda-python). Torch-free.
 
-Torch-free, and cuda-python is imported lazily (importing this module needs neither it nor a
-GPU). cuda-python's layout changed: ``cuda.bindings.runtime`` exists since cuda-python 12.6.1
-(and 11.8.4); the old ``from cuda import cudart`` trampoline was deprecated then and removed in
-13.0, so :func:`import_cudart` tries the new path first and falls back to the old one (JetPack 6
-boxes often carry an older 12.x wheel). Every runtime call returns a tuple ``(err, *values)``.
+cuda-python is passed in (see :func:`anodet.gpu.import_cudart`): importing this module needs
+neither it nor a GPU.
 """
 
 from __future__ import annotations
@@ -17,44 +14,9 @@ from typing import Any
 import numpy as np
 
 from anodet.errors import AnodetError
+from anodet.gpu import CudaError, cuda_check
 
 log = logging.getLogger(__name__)
-
-CUDA_PYTHON_MISSING = (
-    "cuda-python is not installed: pip install cuda-python (NVIDIA's wheel); "
-    "the TensorRT backend needs it for GPU memory"
-)
-
-
-class CudaError(AnodetError):
-    """A CUDA runtime call failed (out of memory, driver problem, ...)."""
-
-
-def import_cudart() -> Any:
-    """Return cuda-python's runtime bindings (``cuda.bindings.runtime``, else ``cuda.cudart``)."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1, 13.x
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6.1; removed in 13.0
-        except ImportError:
-            raise AnodetError(CUDA_PYTHON_MISSING) from None
-    return cudart
-
-
-def _error_name(cudart: Any, err: Any) -> str:
-    name, text = (f(err)[1] for f in (cudart.cudaGetErrorName, cudart.cudaGetErrorString))
-    return f"{bytes(name).decode()} ({bytes(text).decode()})"
-
-
-def cuda_check(result: Any, what: str) -> Any:
-    """Unpack cuda-python's ``(err, *values)`` tuple; raise CudaError naming the call on failure."""
-    err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-    if int(err) != 0:
-        raise CudaError(f"CUDA call {what} failed: {_error_name(import_cudart(), err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
 
 
 def quiet(result: Any, what: str) -> None:
@@ -63,26 +25,6 @@ def quiet(result: Any, what: str) -> None:
         cuda_check(result, what)
     except CudaError as exc:
         log.warning("%s", exc)
-
-
-def gpu_properties() -> dict[str, Any]:
-    """Name and compute capability of the current CUDA device; AnodetError when there is none."""
-    cudart = import_cudart()
-    err, *rest = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or not rest or not rest[0]:
-        why = _error_name(cudart, err) if int(err) != 0 else "the driver reports 0 devices"
-        raise AnodetError(
-            f"no NVIDIA GPU is available ({why}); TensorRT engines need a "
-            "CUDA GPU and driver. Use the onnxruntime backend on machines without one"
-        )
-    device = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
-    prop = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-    return {
-        "device": int(device),
-        "name": name.split("\x00", 1)[0].strip(),
-        "compute_capability": f"{prop.major}.{prop.minor}",
-    }
 
 
 def stream_handle(stream: Any) -> int:
