@@ -59,9 +59,9 @@ class ModelConfig:
     # Off by default: on the synthetic benchmark it lowered rgbd_reduced image AUROC 0.62 -> 0.41
     # and slowed eager CPU inference (tiny activations deep in the net hit denormal floats).
     depth_gain: float = 10.0  # depth channel = centred depth / (training depth std / depth_gain)
-    # Why 10: the aligner keeps each stage's highest-variance directions, so depth and colour
-    # compete for them. Synthetic benchmark (random init, std error norm), geometry / colour
-    # image AUROC: gain 1 -> 0.49 / 0.95, gain 10 -> 0.73 / 0.86, gain 30 -> 0.85 / 0.60.
+    # The aligner keeps each stage's highest-variance directions, so depth and colour compete for
+    # them: the gain trades geometry against colour defects. Chosen by
+    # `benchmarks/tune_defaults.py --suite defaults` (benchmarks/results/tune_defaults.md).
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from fake_model import FlakyDevice, SlowBackend, flat_frame, make_fake_model, wr
 
 from anodet.errors import AnodetError
 from anodet.runtime import FrameQueue, open_backend, run
+from anodet.runtime.frames import Frame
 from anodet.runtime.sinks import LATENCY_KEYS, draw_overlay
-from anodet.runtime.sources import Frame
 
 
 @pytest.fixture(scope="module", params=["fake"])
@@ -201,7 +201,6 @@ def test_silent_source_times_out_instead_of_hanging(model_path):
 
 
 def test_synthetic_spec_end_to_end(tmp_path, model_path):
-    pytest.importorskip("anodet.data.synthetic", reason="anodet.data.synthetic not written yet")
     from anodet.runtime.sources import SyntheticSource
 
     events = tmp_path / "events.jsonl"
@@ -236,7 +235,6 @@ def test_frame_queue_semantics():
 
 
 def test_events_to_stdout_and_source_options(capsys, model_path):
-    pytest.importorskip("anodet.data.synthetic", reason="anodet.data.synthetic not written yet")
     summary = run(
         model_path, "synthetic:3", events="-", stats_every=0, source_options={"synthetic_size": 48}
     )

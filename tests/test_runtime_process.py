@@ -87,7 +87,7 @@ ENDLESS = """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     from fake_model import flat_frame
     from anodet.runtime import run
-    from anodet.runtime.sources import Frame
+    from anodet.runtime.frames import Frame
 
     class Endless:
         live, description = True, "endless camera"

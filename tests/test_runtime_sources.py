@@ -124,9 +124,9 @@ def test_synthetic_source_with_a_stand_in_generator(monkeypatch):
 
 
 def test_synthetic_source_with_the_real_generator():
-    pytest.importorskip("anodet.data.synthetic", reason="anodet.data.synthetic not written yet")
-    frames = list(SyntheticSource(4, size=64, defect_rate=0.5, seed=0))
-    assert len(frames) == 4 and {f.truth for f in frames} <= {True, False}
+    frames = list(SyntheticSource(8, size=64, defect_rate=0.5, seed=0))
+    assert len(frames) == 8 and {f.truth for f in frames} == {True, False}
+    assert all(f.truth == f.name.endswith(")") for f in frames)  # defective frames name their type
     for f in frames:
         assert f.rgb.dtype == np.uint8 and f.rgb.shape == (64, 64, 3)
         assert f.depth.dtype == np.float32 and f.depth.shape == (64, 64)

@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from anodet.artifact import OUTPUTS, SIDECAR_FORMAT, info_from_metadata, read_onnx_metadata, sidecar_path
+from anodet.artifact import (
+    OUTPUTS,
+    SIDECAR_FORMAT,
+    info_from_metadata,
+    read_onnx_metadata,
+    sidecar_path,
+)
 from anodet.errors import AnodetError
 from anodet.gpu import check_engine_compat, gpu_properties, import_tensorrt, sha256_file, trt_logger
 

@@ -1,8 +1,9 @@
 """The whole detector: camera-space input -> normalised score, map and mask.
 
 ``Detector.forward`` takes exactly what the exported graph takes (rgb uint8 N x S x S x 3,
-depth float32 N x S x S in metres, 0 = missing), so training, evaluation and export all run
-one code path and the ONNX file cannot disagree with the checkpoint by construction.
+depth float32 N x S x S in metres, 0 = missing), so training, evaluation and the FP32 export
+run one code path. The FP16 export has its own forward (anodet.export.onnx.ExportGraph), and
+export's parity check, not construction, is what makes every exported file agree.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anodet.artifact import DECISION_THRESHOLD
 from anodet.calibration import error_stats
 
 
@@ -63,8 +64,8 @@ class Scorer(nn.Module):
     def set_error_stats(self, err: torch.Tensor, method: str) -> None:
         """Calibrate the per-position statistics from normal images' errors err N x 1 x h x w.
 
-        The rule lives in :func:`anodet.calibration.error_stats`, shared with INT8
-        recalibration.
+        The rule lives in :func:`anodet.calibration.error_stats` (torch-free). INT8
+        recalibration refits only the threshold and scale, not these statistics.
         """
         mean, std = error_stats(err.detach().cpu().numpy(), method)
         if std is not None:
@@ -73,13 +74,13 @@ class Scorer(nn.Module):
             self.err_mean.copy_(torch.from_numpy(mean))
 
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        return (raw - self.raw_threshold) / self.score_scale + 0.5
+        return (raw - self.raw_threshold) / self.score_scale + DECISION_THRESHOLD
 
     def decide(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         """raw N x S x S -> score (N,), anomaly_map (N,S,S), mask (N,S,S) uint8."""
         amap = self.normalise(raw)
         score = amap.flatten(1).amax(dim=1)
-        return {"score": score, "anomaly_map": amap, "mask": (amap > 0.5).to(torch.uint8)}
+        return {"score": score, "anomaly_map": amap, "mask": (amap > DECISION_THRESHOLD).to(torch.uint8)}
 
     def set_calibration(self, raw_threshold: float, score_scale: float) -> None:
         self.raw_threshold.fill_(float(raw_threshold))

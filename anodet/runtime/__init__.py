@@ -8,6 +8,7 @@ Nothing here imports torch, so an edge box installs ``anodet[onnx,camera]`` (or
 """
 
 from anodet.runtime.backends import BACKENDS, Backend, OnnxRuntimeBackend, open_backend
+from anodet.runtime.frames import Frame, LiveSource, Source
 from anodet.runtime.pipeline import FrameQueue, RunSummary, run
 from anodet.runtime.sinks import (
     DisplaySink,
@@ -18,15 +19,7 @@ from anodet.runtime.sinks import (
     VideoSink,
     draw_overlay,
 )
-from anodet.runtime.sources import (
-    SOURCE_FORMS,
-    FolderSource,
-    Frame,
-    LiveSource,
-    Source,
-    SyntheticSource,
-    open_source,
-)
+from anodet.runtime.sources import SOURCE_FORMS, FolderSource, SyntheticSource, open_source
 
 __all__ = [
     "BACKENDS",

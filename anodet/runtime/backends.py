@@ -12,7 +12,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from anodet.artifact import INPUT_DEPTH, INPUT_RGB, OUTPUTS, ModelInfo, info_from_metadata, is_engine, run_batched
+from anodet.artifact import (
+    INPUT_DEPTH,
+    INPUT_RGB,
+    OUTPUTS,
+    ModelInfo,
+    info_from_metadata,
+    is_engine,
+    run_batched,
+)
 from anodet.errors import AnodetError
 
 logger = logging.getLogger(__name__)

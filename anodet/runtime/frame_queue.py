@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 
-from anodet.runtime.sources import Frame, Source
+from anodet.runtime.frames import Frame, Source
 
 
 class FrameQueue:

@@ -25,6 +25,7 @@ from anodet.errors import AnodetError
 from anodet.preprocess import prepare_frame
 from anodet.runtime.backends import Backend, open_backend
 from anodet.runtime.frame_queue import FrameQueue, capture_frames
+from anodet.runtime.frames import Frame, Source
 from anodet.runtime.sinks import (
     DisplaySink,
     EventsSink,
@@ -35,7 +36,7 @@ from anodet.runtime.sinks import (
     VideoSink,
     percentile_ms,
 )
-from anodet.runtime.sources import Frame, Source, open_source
+from anodet.runtime.sources import open_source
 
 logger = logging.getLogger(__name__)
 

@@ -22,14 +22,15 @@ import cv2
 import numpy as np
 
 from anodet.errors import AnodetError
-from anodet.runtime.sources import Frame, LiveSource
+from anodet.runtime.frames import Frame, LiveSource
 
 logger = logging.getLogger(__name__)
 
 FILTERS = ("spatial", "temporal", "hole_filling")
 
 
-def _rs() -> Any:
+def import_realsense() -> Any:
+    """The ``pyrealsense2`` module, or AnodetError naming the extra and the system package."""
     try:
         import pyrealsense2 as rs
     except ImportError as exc:
@@ -50,7 +51,7 @@ def make_filters(names: Iterable[str]) -> list[Any]:
     unknown = [n for n in names if n not in FILTERS]
     if unknown:
         raise AnodetError(f"unknown RealSense filter(s) {unknown}; valid: {', '.join(FILTERS)}")
-    rs = _rs()
+    rs = import_realsense()
     chain: list[Any] = []
     smoothing = [n for n in ("spatial", "temporal") if n in names]
     if smoothing:
@@ -141,7 +142,7 @@ class RealSenseSource(LiveSource):
         give_up_after: float = 30.0,
     ):
         super().__init__(give_up_after=give_up_after)
-        self.rs = _rs()
+        self.rs = import_realsense()
         self.serial, self.width, self.height, self.fps = serial, width, height, fps
         self.frame_timeout_ms = frame_timeout_ms
         self.description = f"RealSense camera {serial}" if serial else "RealSense camera"
@@ -182,7 +183,7 @@ class RecordingSource:
     def __init__(
         self, path: str | Path, *, filters: Iterable[str] = (), stall_timeout: float = 10.0
     ):
-        self.rs = _rs()
+        self.rs = import_realsense()
         self.path = Path(path)
         self.description = f"recording {self.path}"
         self.reader = _FramesetReader(self.rs, filters)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from anodet.errors import AnodetError
-from anodet.runtime.realsense import _rs
+from anodet.runtime.realsense import import_realsense
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def write_recording(
     stored as z16 in ``depth_units`` metres, colour as rgb8, with identical intrinsics and
     identity extrinsics, so aligning depth to colour keeps pixels in place. Returns the count.
     """
-    rs = _rs()
+    rs = import_realsense()
     path = Path(path)
     if path.suffix != ".db3":
         raise AnodetError(f"{path}: pyrealsense2 {rs.__version__} records .db3 files only")

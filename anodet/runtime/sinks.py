@@ -20,8 +20,9 @@ from typing import IO, Protocol
 import cv2
 import numpy as np
 
+from anodet.artifact import DECISION_THRESHOLD
 from anodet.errors import AnodetError
-from anodet.runtime.sources import Frame
+from anodet.runtime.frames import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def draw_overlay(
     contours, _ = cv2.findContours(big_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     thick = max(1, round(min(h, w) / 200))
     cv2.drawContours(out, contours, -1, (255, 0, 0), thick)
-    anomalous = score > 0.5
+    anomalous = score > DECISION_THRESHOLD
     text = f"{'ANOMALY' if anomalous else 'ok'} {score:.2f}"
     scale = max(0.35, min(h, w) / 500)
     org = (max(2, w // 60), max(12, int(28 * scale)))

@@ -19,9 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from anodet.artifact import INPUT_DEPTH, INPUT_RGB, OUTPUTS, ModelInfo, info_from_metadata, run_batched
+from anodet.artifact import (
+    INPUT_DEPTH,
+    INPUT_RGB,
+    OUTPUTS,
+    ModelInfo,
+    info_from_metadata,
+    run_batched,
+)
 from anodet.errors import AnodetError
-from anodet.gpu import check_engine_compat, cuda_check, import_cudart, import_tensorrt, np_dtype, trt_logger
+from anodet.gpu import (
+    check_engine_compat,
+    cuda_check,
+    import_cudart,
+    import_tensorrt,
+    np_dtype,
+    trt_logger,
+)
 from anodet.runtime.cuda_buffers import IOBuffer, quiet, stream_handle
 
 log = logging.getLogger(__name__)
