@@ -10,8 +10,10 @@ PYTEST_ARGS ?=
 bootstrap:
 	@VENV=$(VENV) ./scripts/bootstrap.sh $(EXTRAS)
 
+# The suite, then the packaging check: the wheel installed non-editable, the edge install without torch.
 test: bootstrap
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@VENV=$(VENV) ./scripts/check_wheel.sh
 
 demo: bootstrap
 	$(PY) -m anodet.demo --out $(DEMO_DIR)
