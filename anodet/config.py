@@ -56,8 +56,8 @@ class ModelConfig:
     blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
     bn_recalibration: int = 0  # random-init backbones only: training images used to recompute
     # the (frozen) BatchNorm running statistics once before fitting; 0 = keep mean 0 / var 1.
-    # Off by default: on the synthetic benchmark it lowered rgbd_reduced image AUROC 0.62 -> 0.41
-    # and slowed eager CPU inference (tiny activations deep in the net hit denormal floats).
+    # Off by default: it lowered accuracy in the defaults sweep (gain10_std_bnrecal in
+    # benchmarks/results/tune_defaults.md) and tiny activations deep in the net hit denormals.
     depth_gain: float = 10.0  # depth channel = centred depth / (training depth std / depth_gain)
     # The aligner keeps each stage's highest-variance directions, so depth and colour compete for
     # them: the gain trades geometry against colour defects. Chosen by

@@ -176,31 +176,15 @@ def quantize_int8(
     """Quantize ``model`` to INT8 with normal images from ``calib``; write ``output``.
 
     ``keep_fp32`` names modules left in FP32 (see ``MODULES``; "stem" is the first
-    convolution, whose input mixes RGB and the depth channel). The defaults come from a
-    measurement on the synthetic benchmark (rgbd_full, 256 px, random-init backbone, 600 test
-    images of which 150 good; FP32 image AUROC 0.753): image AUROC drop with its paired
-    bootstrap standard deviation, and speed-up over FP32 ONNX Runtime (36.1 ms, batch 1, all
-    models timed in one process):
-
-    ==================================  ================  =======
-    INT8 setting                        AUROC drop (sd)   speed
-    ==================================  ================  =======
-    everything, MinMax                  +0.031 (0.018)    2.1x
-    everything, Percentile              +0.010 (0.015)    2.1x
-    stem FP32, Percentile (default)     -0.006 (0.015)    1.9x
-    stem, layer1, layer2 FP32, Pct.     -0.009 (0.010)    1.3x
-    ==================================  ================  =======
-
-    The stem's input mixes RGB and depth in one tensor, so 8-bit input steps are coarse for
-    small depth changes; it costs about 4 % of the backbone's MACs to keep. Early layers are the
-    most sensitive in general (their rounding passes through the whole backbone and the
-    aligner's whitening amplifies it). ORT's Entropy calibration, called through
-    ``quantize_static``, uses 128 histogram bins for 128 quantized bins, so it has a single
-    candidate range and equals MinMax.
+    convolution, whose input mixes RGB and the depth channel, so 8-bit input steps are coarse
+    for small depth changes). Early layers are the most sensitive: their rounding passes through
+    the whole backbone and the aligner's whitening amplifies it. ORT's Entropy calibration,
+    called through ``quantize_static``, uses 128 histogram bins for 128 quantized bins, so it
+    has a single candidate range and equals MinMax. The measured settings are in
+    benchmarks/README.md.
 
     ``recalibrate_threshold`` (default) refits the threshold on the INT8 model's own scores
-    for the held-out normals (:mod:`anodet.export.recalibration`); without it the default
-    INT8 model flagged 23 % of the good test parts (the all-INT8 MinMax one 52 %), with it 0 %.
+    for the held-out normals (:mod:`anodet.export.recalibration`).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -1,17 +1,11 @@
 """Recalibrate an exported model's threshold on its own outputs (used after INT8 quantization).
 
 INT8 rounding makes the backbone a slightly different feature extractor: every normal image
-gets a little more reconstruction error. The FP32 model's threshold then sits inside the
-INT8 model's normal scores. Measured on the synthetic benchmark (rgbd_full, 256 px): the FP32
-export flags 0 % of the good test parts, the INT8 model as quantized 52 % (everything INT8,
-MinMax, 60 good test images) or 23 % (stem FP32, Percentile, 150 good). So the quantized
-graph's threshold and scale are refitted exactly as training fits them
-(:func:`anodet.calibration.threshold` on the held-out normals): 0 % false alarms again in both
-cases. Only two scalar initializers change; the ranking (AUROC) does not.
-
-The per-position error statistics are left as trained: refitting them on INT8 outputs too
-changed image AUROC by -0.02 to +0.02 across calibration methods on the same 240 images, no
-consistent gain.
+gets a little more reconstruction error, so the FP32 model's threshold sits inside the INT8
+model's normal scores and good parts get flagged. The quantized graph's threshold and scale are
+therefore refitted exactly as training fits them (:func:`anodet.calibration.threshold` on the
+held-out normals). Only two scalar initializers change; the ranking (AUROC) does not. The
+per-position error statistics are left as trained.
 """
 
 from __future__ import annotations
