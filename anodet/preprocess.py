@@ -20,6 +20,9 @@ from anodet.errors import AnodetError
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEPTH_SUFFIXES = (".tiff", ".tif", ".png", ".npy")
+# Farther than any RGB-D sensor measures (RealSense z16 at 1 mm units tops out at 65.5 m):
+# larger values are sensor fill values or the wrong unit, never a surface.
+MAX_DEPTH_M = 100.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_depth(path: str | Path) -> np.ndarray:
+def load_depth(path: str | Path, *, strict: bool = False) -> np.ndarray:
     """Read depth as float32 H x W in metres, 0 where missing.
 
     Accepts an MVTec 3D-AD organized point cloud (``.tiff`` H x W x 3, z channel used),
     a single-channel ``.tiff``/``.npy`` in metres, or a 16-bit ``.png`` in millimetres.
-    NaN/inf pixels count as missing; a map with no valid pixel is refused.
+    Impossible pixels (see ``to_depth``) count as missing, or refuse the map when ``strict``;
+    a map with no valid pixel is refused.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -82,11 +86,18 @@ def load_depth(path: str | Path) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile/numpy raise many types for a damaged file
         raise AnodetError(f"cannot read depth file {path} (missing or corrupt: {exc})") from None
-    return to_depth(raw, str(path))
+    return to_depth(raw, str(path), strict=strict)
 
 
-def to_depth(raw: np.ndarray, name: str = "depth") -> np.ndarray:
-    """Validate a raw depth array (H x W metres, or H x W x 3 xyz) into float32 H x W."""
+def to_depth(raw: np.ndarray, name: str = "depth", *, strict: bool = False) -> np.ndarray:
+    """Validate a raw depth array (H x W metres, or H x W x 3 xyz) into float32 H x W metres.
+
+    Pixels no depth sensor produces -- NaN/inf, or beyond MAX_DEPTH_M -- are marked missing (0),
+    like negative ones: an unchecked 3e38 overflows the graph's normalisation into a NaN score,
+    which compares False with the threshold and passes the part as good. With ``strict`` (the
+    runtime's frames) NaN/inf or out-of-range pixels make the whole frame an AnodetError instead:
+    a camera marks missing depth with 0, so such values mean a broken producer.
+    """
     raw = np.asarray(raw)
     if raw.ndim == 3 and raw.shape[2] == 3:
         raw = raw[:, :, 2]  # organized point cloud: depth is the z channel
@@ -94,11 +105,21 @@ def to_depth(raw: np.ndarray, name: str = "depth") -> np.ndarray:
         raise AnodetError(f"{name}: depth must be H x W or an H x W x 3 point cloud, got {raw.shape}")
     if not np.issubdtype(raw.dtype, np.floating):
         raise AnodetError(f"{name}: depth must be floating point metres, got {raw.dtype}")
-    depth = raw.astype(np.float32, copy=True)
-    bad = ~np.isfinite(depth) | (depth < 0)
-    depth[bad] = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 becomes inf
+        depth = raw.astype(np.float32, copy=True)
+    finite = np.isfinite(depth)
+    too_far = np.zeros_like(finite)
+    np.greater(depth, MAX_DEPTH_M, out=too_far, where=finite)
+    if strict and not finite.all():
+        raise AnodetError(f"{name}: depth has {int((~finite).sum())} non-finite pixels (NaN/inf)")
+    if strict and too_far.any():
+        raise AnodetError(
+            f"{name}: depth has {int(too_far.sum())} pixels beyond {MAX_DEPTH_M:g} m "
+            f"(up to {float(depth[too_far].max()):.3g} m); depth must be metres"
+        )
+    depth[~finite | too_far | (depth < 0)] = 0.0
     if not np.any(depth > 0):
-        raise AnodetError(f"{name}: depth has no valid pixel (all missing, NaN or inf)")
+        raise AnodetError(f"{name}: depth has no valid pixel (all missing, NaN, inf or out of range)")
     return depth
 
 
@@ -173,12 +194,13 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare_frame(
-    rgb: np.ndarray, depth: np.ndarray | None, spec: PreprocessSpec
+    rgb: np.ndarray, depth: np.ndarray | None, spec: PreprocessSpec, *, strict: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Turn a camera-resolution frame into graph input.
 
     rgb: uint8 H x W x 3 (RGB order); depth: float32 H x W metres, 0 = missing, or None for
     an RGB-only model. Returns (rgb uint8 S x S x 3, depth float32 S x S metres or None).
+    strict: refuse impossible depth values instead of marking them missing (see to_depth).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise AnodetError(f"rgb must be uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
@@ -191,7 +213,7 @@ def prepare_frame(
             f"rgb {rgb.shape[1]}x{rgb.shape[0]} and depth {depth.shape[1]}x{depth.shape[0]} "
             "differ in size; align depth to colour first"
         )
-    depth = to_depth(depth)
+    depth = to_depth(depth, strict=strict)
     # Fill and flatten at full resolution, where the neighbourhood is most informative,
     # then resize with nearest so no depth value is invented between surfaces.
     if spec.fill_holes:

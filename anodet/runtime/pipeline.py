@@ -2,7 +2,10 @@
 
 Live sources lose the *oldest* queued frames when inference falls behind (the newest frame is
 the one worth judging); playback sources block instead, so every recorded frame is judged.
-Frames that fail preprocessing are skipped and counted. SIGINT/SIGTERM stop the loop after
+Frames that cannot be read or preprocessed (NaN/inf or out-of-range depth included) are skipped
+and counted. A model output that is not finite is never taken as a verdict: those frames are
+counted as failed and left out of the events (a batch is retried frame by frame to find them);
+a run in which the model failed on every frame is an error. SIGINT/SIGTERM stop the loop after
 the current batch; sinks are then flushed and closed. Torch-free.
 """
 
@@ -14,61 +17,27 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_MASK, OUTPUT_SCORE
 from anodet.errors import AnodetError
-from anodet.preprocess import prepare_frame
 from anodet.runtime.backends import Backend, open_backend
 from anodet.runtime.frame_queue import FrameQueue, capture_frames
-from anodet.runtime.frames import Frame, Source
+from anodet.runtime.frames import Source
+from anodet.runtime.judge import judge_batch
 from anodet.runtime.sinks import (
     DisplaySink,
     EventsSink,
-    FrameResult,
     SaveAnomaliesSink,
     Sink,
     StatsLogger,
     VideoSink,
-    percentile_ms,
+    latency_percentile,
 )
 from anodet.runtime.sources import open_source
+from anodet.runtime.summary import RunSummary, SkipLog
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    """What a run did. fps counts processed frames over the wall time of the stream."""
-
-    frames: int = 0  # frames judged by the model
-    anomalies: int = 0
-    drops: int = 0  # live frames discarded because inference fell behind
-    skipped: int = 0  # frames that could not be read or preprocessed
-    reconnects: int = 0
-    fps: float = 0.0
-    latency_p50_ms: float = 0.0
-    latency_p95_ms: float = 0.0
-    seconds: float = 0.0
-    correct: int = 0  # frames with a known truth whose verdict matched it
-    labelled: int = 0
-    stopped_by: str = "end"  # end | max_frames | stop (signal, q key)
-    backend: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        acc = f", accuracy {self.correct}/{self.labelled}" if self.labelled else ""
-        return (
-            f"{self.frames} frames, {self.anomalies} anomalous, {self.drops} dropped, {self.skipped} skipped, "
-            f"{self.fps:.1f} FPS, latency p50 {self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms"
-            f"{acc} ({self.backend}, stopped by {self.stopped_by})"
-        )
 
 
 @contextlib.contextmanager
@@ -95,18 +64,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class _Skips:
-    """Counts skipped frames; logs the first few and then every 100th, not every one."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def add(self, frame: Frame, reason: str) -> None:
-        self.count += 1
-        if self.count <= 5 or self.count % 100 == 0:
-            logger.warning("skipped %s (%d skipped so far): %s", frame.name, self.count, reason)
-
-
 def run(
     model_path: str | Path | Backend,
     source_spec: str | Source,
@@ -130,11 +87,17 @@ def run(
     Source); source_options: open_source's keyword options (fps, width, height, filters).
     events "-" writes JSON lines to stdout; queue_size defaults to 2 x batch.
     Returns at the end of a recording/folder, after max_frames frames, or on SIGINT/SIGTERM.
-    Raises AnodetError when the source yields nothing within first_frame_timeout seconds or
-    fails for good; sinks are closed (and flushed) in every case.
+    Raises AnodetError when an output path cannot be written (checked before the stream starts;
+    sinks create nothing until their first write), when writing fails mid-stream, when the
+    source yields nothing within first_frame_timeout seconds or fails for good, and when the
+    model failed on every frame; sinks are closed (and flushed) in every case.
     """
     if batch < 1:
         raise AnodetError(f"batch must be >= 1, got {batch}")
+    if max_frames is not None and max_frames < 1:
+        raise AnodetError(f"max_frames must be >= 1 (leave it out to run to the end), got {max_frames}")
+    if threads is not None and threads < 0:
+        raise AnodetError(f"threads must be >= 0 (0: ONNX Runtime's default), got {threads}")
     own_backend = not hasattr(model_path, "predict")
     model: Backend = open_backend(model_path, backend, threads) if own_backend else model_path
     stop = threading.Event()
@@ -195,7 +158,7 @@ def _stream(
         target=capture_frames, args=(source, queue, stop), name="anodet-capture", daemon=True
     )
     summary = RunSummary(backend=model.name)
-    stats, skips = StatsLogger(stats_every), _Skips()
+    stats, skips, failures = StatsLogger(stats_every), SkipLog("skipped"), SkipLog("failed")
     start = time.perf_counter()
     first_at: float | None = None
     taken = 0
@@ -225,7 +188,7 @@ def _stream(
                 continue
             first_at = first_at or min(f.arrival for f in frames)
             taken += len(frames)
-            _process(model, frames, sinks, summary, stats, skips, info.needs_depth)
+            judge_batch(model, frames, sinks, summary, stats, (skips, failures), info.needs_depth)
             stats.maybe_log(drops=queue.drops, skipped=skips.count, anomalies=summary.anomalies)
     finally:
         stop.set()
@@ -233,73 +196,18 @@ def _stream(
         queue.cancel()
         capture.join(timeout=10.0)  # daemon: a source stuck in a driver call cannot hang exit
     summary.seconds = time.perf_counter() - (first_at or start)
-    summary.drops, summary.skipped = queue.drops, skips.count
+    summary.drops, summary.skipped, summary.failed = queue.drops, skips.count, failures.count
+    summary.lost = int(getattr(source, "lost", 0))
     summary.reconnects = int(getattr(source, "reconnects", 0))
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    summary.latency_p50_ms = percentile_ms(stats.latencies, 50)
-    summary.latency_p95_ms = percentile_ms(stats.latencies, 95)
+    summary.latency_p50_ms = latency_percentile(stats.latencies, 50)
+    summary.latency_p95_ms = latency_percentile(stats.latencies, 95)
     stats.maybe_log(
         drops=summary.drops, skipped=summary.skipped, anomalies=summary.anomalies, force=True
     )
-    return summary
-
-
-def _process(
-    model: Backend,
-    frames: list[Frame],
-    sinks: list[Sink],
-    summary: RunSummary,
-    stats: StatsLogger,
-    skips: _Skips,
-    needs_depth: bool,
-) -> None:
-    """Preprocess, infer and hand one batch to the sinks; latencies in ms per frame."""
-    t_batch = time.perf_counter()
-    ready: list[tuple[Frame, np.ndarray, np.ndarray | None, float]] = []
-    for frame in frames:
-        if frame.error is not None:
-            skips.add(frame, frame.error)
-            continue
-        t0 = time.perf_counter()
-        try:
-            if needs_depth and frame.depth is None:
-                raise AnodetError("the model needs depth but the frame has none")
-            rgb, depth = prepare_frame(
-                frame.rgb, frame.depth if needs_depth else None, model.info.preprocess
-            )
-        except AnodetError as exc:
-            skips.add(frame, str(exc))
-            continue
-        ready.append((frame, rgb, depth, (time.perf_counter() - t0) * 1000.0))
-    if not ready:
-        return
-    event_sink = sinks[-1] if sinks and isinstance(sinks[-1], EventsSink) else None
-    visual = sinks[:-1] if event_sink is not None else sinks
-    t_inf = time.perf_counter()
-    depth_batch = np.stack([r[2] for r in ready]) if needs_depth else None
-    out = model.predict(np.stack([r[1] for r in ready]), depth_batch)
-    inference_ms = (time.perf_counter() - t_inf) * 1000.0
-    for i, (frame, _, _, pre_ms) in enumerate(ready):
-        t_post = time.perf_counter()
-        score = float(out[OUTPUT_SCORE][i])
-        result = FrameResult(
-            score, score > DECISION_THRESHOLD, out[OUTPUT_MAP][i], out[OUTPUT_MASK][i]
+    if summary.failed and not summary.frames:
+        raise AnodetError(
+            f"the model failed on all {summary.failed} frames it was given "
+            f"({failures.last_reason}); nothing was judged: re-export or check the model"
         )
-        for sink in visual:
-            sink.write(frame, result)
-        done = time.perf_counter()
-        result.latency_ms = {
-            "queue": (t_batch - frame.arrival) * 1000.0,
-            "preprocess": pre_ms,
-            "inference": inference_ms,
-            "postprocess": (done - t_post) * 1000.0,
-            "total": (done - frame.arrival) * 1000.0,
-        }
-        if event_sink is not None:
-            event_sink.write(frame, result)
-        summary.frames += 1
-        summary.anomalies += int(result.anomalous)
-        if frame.truth is not None:
-            summary.labelled += 1
-            summary.correct += int(frame.truth == result.anomalous)
-        stats.add(result)
+    return summary

@@ -6,6 +6,10 @@ Facts this module relies on (checked with pyrealsense2 2.59):
   So we resolve the config first, switch the resolved playback device to non-real-time, then
   start; ``pipeline.start`` reuses that resolved device.
 - SDK 2.59's recorder only writes rosbag2 ``.db3`` files; older ``.bag`` files still play.
+- Playback reports the end of a file only as the status ``stopped``, not as a frame count, so
+  "stopped and nothing arrived for a while" is a guess that a loaded machine can make wrong.
+  RecordingSource therefore counts the colour frames a ``.db3`` holds (runtime/db3.py) and
+  plays until each was delivered.
 - Frame buffers belong to the SDK's frame pool: copy them to numpy before queueing, or a slow
   consumer starves the camera.
 """
@@ -22,6 +26,7 @@ import cv2
 import numpy as np
 
 from anodet.errors import AnodetError
+from anodet.runtime.db3 import count_colour_frames
 from anodet.runtime.frames import Frame, LiveSource
 
 logger = logging.getLogger(__name__)
@@ -176,19 +181,36 @@ class RealSenseSource(LiveSource):
 
 
 class RecordingSource:
-    """Plays a ``.bag``/``.db3`` recording once, without dropping frames (not real time)."""
+    """Plays a ``.bag``/``.db3`` recording once: every recorded frame set, once, in file order.
+
+    End of file: a ``.db3`` file's SQLite tables say how many colour frames it holds
+    (``expected``), and playback ends once each of them was delivered. If the SDK reports the
+    end of the file before that (its status turns ``stopped`` while sets are missing), the file
+    is played again and only the sets not seen yet (by colour frame number and timestamp) are
+    yielded; what is still missing after ``replays`` extra passes is counted in ``lost`` and
+    logged, never dropped silently. ``.bag`` files carry no count: they end when the status is
+    ``stopped`` and no set arrived for ``drain`` seconds.
+    """
 
     live = False
 
     def __init__(
-        self, path: str | Path, *, filters: Iterable[str] = (), stall_timeout: float = 10.0
+        self,
+        path: str | Path,
+        *,
+        filters: Iterable[str] = (),
+        stall_timeout: float = 10.0,
+        drain: float = 1.0,
+        replays: int = 2,
     ):
         self.rs = import_realsense()
         self.path = Path(path)
         self.description = f"recording {self.path}"
         self.reader = _FramesetReader(self.rs, filters)
-        self.stall_timeout = stall_timeout
-        self.drain_ms = 1000  # wait for in-flight frames once the reader reports end of file
+        self.stall_timeout, self.drain, self.replays = stall_timeout, drain, replays
+        self.expected = count_colour_frames(self.path)  # None: the file cannot tell (.bag)
+        self.lost = 0  # recorded frame sets playback never delivered
+        self.passes = 0  # plays of the file (more than 1: the SDK ended a pass early)
         self.fps: float | None = None
         self._closed = False
 
@@ -213,26 +235,62 @@ class RecordingSource:
         self.reader.reset(profile)
         return pipe, profile.get_device().as_playback()
 
+    def _complete(self, seen: set) -> bool:
+        return self.expected is not None and len(seen) >= self.expected
+
     def __iter__(self) -> Iterator[Frame]:
+        seen: set[tuple[int, float]] = set()  # (colour frame number, timestamp) of yielded sets
+        for attempt in range(1, self.replays + 2):
+            self.passes = attempt
+            if attempt > 1:
+                logger.warning(
+                    "%s: the SDK ended playback after %d of %d frames; playing it again for the rest",
+                    self.description, len(seen), self.expected,
+                )
+            yield from self._play(seen)
+            if self._closed or self.expected is None or self._complete(seen):
+                return
+        self.lost = self.expected - len(seen)
+        logger.warning(
+            "%s: %d of %d recorded frames were never delivered by the SDK (after %d passes); "
+            "they are counted as lost", self.description, self.lost, self.expected, self.passes,
+        )
+
+    def _play(self, seen: set[tuple[int, float]]) -> Iterator[Frame]:
+        """One pass over the file, yielding the frame sets not in ``seen`` (and adding them)."""
         pipe, playback = self._start()
+        stopped = self.rs.playback_status.stopped
         try:
-            silent_since = time.monotonic()
-            while not self._closed:
+            last = time.monotonic()
+            while not self._closed and not self._complete(seen):
                 ok, frames = pipe.try_wait_for_frames(200)
-                if not ok and playback.current_status() == self.rs.playback_status.stopped:
-                    # The reader has hit the end of the file, but the last sets may still be in
-                    # the pipeline's queues (seen under CPU load): drain before ending.
-                    ok, frames = pipe.try_wait_for_frames(self.drain_ms)
-                    if not ok:
-                        return
+                now = time.monotonic()
                 if ok:
-                    silent_since = time.monotonic()
-                    frame = self.reader.to_frame(frames)
+                    last = now
+                    frame = self._to_frame(frames, seen)
                     if frame is not None:
                         yield frame
-                elif time.monotonic() - silent_since > self.stall_timeout:
+                elif playback.current_status() == stopped and now - last > self.drain:
+                    return  # the SDK is done with this pass and nothing is in flight any more
+                elif now - last > self.stall_timeout:
                     raise AnodetError(
                         f"recording {self.path} stalled: no frame for {self.stall_timeout:g} s"
                     )
         finally:
             pipe.stop()
+
+    def _to_frame(self, frames: Any, seen: set[tuple[int, float]]) -> Frame | None:
+        color = frames.get_color_frame()
+        if not color:  # a set without colour cannot be judged: say so instead of losing it
+            depth = frames.get_depth_frame()
+            number = depth.get_frame_number() if depth else "?"
+            self.reader.index += 1
+            return Frame(
+                self.reader.index - 1, time.time(), None, None, f"depth frame {number}",
+                error="frame set without a colour frame",
+            )
+        key = (color.get_frame_number(), color.get_timestamp())
+        if key in seen:  # a replayed pass: judged already
+            return None
+        seen.add(key)
+        return self.reader.to_frame(frames)

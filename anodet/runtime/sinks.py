@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -21,8 +22,10 @@ import cv2
 import numpy as np
 
 from anodet.artifact import DECISION_THRESHOLD
+from anodet.bench.timing import percentile
 from anodet.errors import AnodetError
 from anodet.runtime.frames import Frame
+from anodet.runtime.outputs import check_output_dir, check_output_file, describe_os_error
 
 logger = logging.getLogger(__name__)
 
@@ -106,23 +109,52 @@ def event_record(frame: Frame, result: FrameResult) -> dict:
 
 class EventsSink:
     """One JSON line per processed frame, flushed per line (a kill loses at most the line being
-    written). path "-" writes to standard output."""
+    written). path "-" writes to standard output. The file is opened (for appending, so a
+    restarted service keeps earlier events) at the first event; the path is checked up front.
+
+    Lines are strict JSON: NaN or inf anywhere raises instead of writing a bare ``NaN``.
+    """
 
     def __init__(self, path: str | Path):
-        self._own = str(path) != "-"
+        self.path = str(path)
+        self._own = self.path != "-"
         if self._own:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Appends, so a restarted service keeps earlier events; held open for the whole run.
-        self._fh: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
+            check_output_file(self.path, "events file")
+        self._fh: IO[str] | None = None if self._own else sys.stdout
+        self.written = 0
+        self._failed = False
 
     def write(self, frame: Frame, result: FrameResult) -> None:
-        self._fh.write(json.dumps(event_record(frame, result)) + "\n")
-        self._fh.flush()
+        line = json.dumps(event_record(frame, result), allow_nan=False) + "\n"
+        try:
+            if self._fh is None:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+            self._fh.write(line)
+            self._fh.flush()
+        except OSError as exc:
+            self._failed = True
+            raise AnodetError(
+                f"writing events file {self.path} failed after {self.written} events "
+                f"({describe_os_error(exc)}); the events written before are kept"
+            ) from None
+        self.written += 1
 
     def close(self) -> None:
-        self._fh.flush()
-        if self._own:
-            self._fh.close()
+        if self._fh is None:
+            return
+        try:
+            self._fh.flush()
+            if self._own:
+                self._fh.close()
+        except OSError:
+            if not self._failed:  # the failed write was reported already; this is its echo
+                raise
+            if self._own:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
 
 
 def _safe_stem(frame: Frame) -> str:
@@ -132,24 +164,38 @@ def _safe_stem(frame: Frame) -> str:
 
 class SaveAnomaliesSink:
     """For each anomalous frame: ``NNNNNN_<name>_overlay.png``, ``_rgb.png`` and ``_depth.npy``
-    (float32 metres at camera resolution) in ``directory``."""
+    (float32 metres at camera resolution) in ``directory``, created at the first anomaly."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        check_output_dir(self.dir, "anomalies folder")
         self.saved = 0
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         if not result.anomalous:
             return
-        base = self.dir / f"{frame.index:06d}_{_safe_stem(frame)}"
+        base = str(self.dir / f"{frame.index:06d}_{_safe_stem(frame)}")
         overlay = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
-        for suffix, img in (("_overlay.png", overlay), ("_rgb.png", frame.rgb)):
-            if not cv2.imwrite(str(base) + suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-                raise AnodetError(f"cannot write {base}{suffix}")
-        if frame.depth is not None:
-            np.save(str(base) + "_depth.npy", frame.depth)
+        target = base
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for suffix, img in (("_overlay.png", overlay), ("_rgb.png", frame.rgb)):
+                target = base + suffix
+                if not cv2.imwrite(target, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                    raise OSError(0, "OpenCV could not write the image")
+            if frame.depth is not None:
+                target = base + "_depth.npy"
+                np.save(target, frame.depth)
+        except (OSError, cv2.error) as exc:
+            Path(target).unlink(missing_ok=True)  # no half-written file among the complete ones
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc).strip()
+            raise AnodetError(
+                f"writing {target} failed after {self.saved} saved anomalies ({reason})"
+            ) from None
         self.saved += 1
+
+    def close(self) -> None:
+        """Nothing is held open: every file is complete when write returns."""
 
 
 class VideoSink:
@@ -157,7 +203,7 @@ class VideoSink:
 
     def __init__(self, path: str | Path, fps: float = 15.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_file(self.path, "video")
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -167,12 +213,19 @@ class VideoSink:
         h, w = img.shape[:2]
         if self._writer is None:
             self._size = (w, h)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = describe_os_error(exc)
+                raise AnodetError(f"cannot create the folder of video {self.path} ({reason})") from None
             self._writer = cv2.VideoWriter(
                 str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)
             )
             if not self._writer.isOpened():
+                # The path was checked writable up front, so what is left is the encoder.
                 raise AnodetError(
-                    f"cannot open video {self.path} for writing (mp4v codec unavailable?)"
+                    f"cannot open video {self.path} for writing: this OpenCV build has no mp4v "
+                    "encoder for it (the folder is writable); try a .mp4 path or another OpenCV"
                 )
         if (w, h) != self._size:
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)  # a writer has one size
@@ -211,8 +264,9 @@ class DisplaySink:
             pass
 
 
-def percentile_ms(values: array | list, q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
+def latency_percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile of latencies in ms (bench.timing.percentile); 0.0 before any frame."""
+    return percentile(values, q) if len(values) else 0.0
 
 
 class StatsLogger:
@@ -236,8 +290,8 @@ class StatsLogger:
         logger.info(
             "%.1f FPS | latency p50 %.1f ms p95 %.1f ms | frames %d | anomalies %d | drops %d | skipped %d",
             fps,
-            percentile_ms(recent, 50),
-            percentile_ms(recent, 95),
+            latency_percentile(recent, 50),
+            latency_percentile(recent, 95),
             len(self.latencies),
             anomalies,
             drops,

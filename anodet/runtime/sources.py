@@ -30,20 +30,33 @@ SOURCE_FORMS = (
 )
 RECORDING_SUFFIXES = (".bag", ".db3")
 NORMAL_DIRS = ("good", "normal")
+SPLIT_DIRS = ("train", "validation", "val", "test")
 
 
-def _truth_from_path(rel_parts: tuple[str, ...]) -> bool | None:
-    """good/normal folders are normal; other folders under test/ are defect types."""
-    if any(p in NORMAL_DIRS for p in rel_parts):
+def truth_of(image_dir: Path) -> bool | None:
+    """Ground truth of the images in ``image_dir`` (an rgb/ folder) from the known layouts.
+
+    MVTec 3D-AD ``<split>/good/rgb`` is normal and ``test/<defect type>/rgb`` anomalous; the
+    folder layout's ``<split>/normal/rgb`` is normal and ``test/anomaly[/<type>]/rgb``
+    anomalous. Anything else has no known truth (None). The whole absolute path is read, so
+    ``--source data/widget/test`` labels its good and its defect folders alike.
+    """
+    parts = image_dir.resolve().parts[:-1]  # drop the rgb/ folder itself
+    if len(parts) >= 2 and parts[-1] in NORMAL_DIRS and parts[-2] in SPLIT_DIRS:
         return False
-    if "test" in rel_parts:
+    if len(parts) >= 2 and parts[-2] == "test":
+        return True  # test/<defect type> or test/anomaly
+    if len(parts) >= 3 and parts[-3] == "test" and parts[-2] == "anomaly":
         return True
     return None
 
 
 class FolderSource:
     """Frames from image files: every ``rgb/`` folder under ``root`` with its sibling
-    ``depth/`` or ``xyz/`` folder, paired by file stem (MVTec 3D-AD and the folder layout)."""
+    ``depth/`` or ``xyz/`` folder, paired by file stem (MVTec 3D-AD and the folder layout).
+
+    A file that cannot be read, or depth with NaN/inf or out-of-range values, becomes an error
+    frame (skipped and counted by the pipeline); ``truth`` comes from ``truth_of``."""
 
     live = False
 
@@ -76,7 +89,7 @@ class FolderSource:
                     for p in sorted(depth_dir.iterdir())
                     if p.suffix.lower() in DEPTH_SUFFIXES
                 }
-            truth = _truth_from_path(rgb_dir.relative_to(self.root).parts[:-1])
+            truth = truth_of(rgb_dir)
             for rgb_path in sorted(rgb_dir.iterdir()):
                 if rgb_path.suffix.lower() in RGB_SUFFIXES:
                     items.append((rgb_path, depths.get(rgb_path.stem), truth))
@@ -92,7 +105,7 @@ class FolderSource:
             name = rgb_path.relative_to(self.root).as_posix()
             try:
                 rgb = load_rgb(rgb_path)
-                depth = load_depth(depth_path) if depth_path is not None else None
+                depth = load_depth(depth_path, strict=True) if depth_path is not None else None
             except AnodetError as exc:  # one damaged file must not stop the stream
                 yield Frame(index, time.time(), None, None, name, truth, error=str(exc))
                 continue

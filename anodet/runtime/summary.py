@@ -1,0 +1,66 @@
+"""What a run did (RunSummary) and the rate-limited log of frames it could not judge. Torch-free."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from anodet.runtime.frames import Frame
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did. Every frame a source produced is in exactly one of frames (judged),
+    skipped (bad input), failed (the model's output was unusable) or drops (live only);
+    lost counts recorded frames the recording player never delivered. fps counts judged
+    frames over the wall time of the stream."""
+
+    frames: int = 0  # frames judged by the model
+    anomalies: int = 0
+    drops: int = 0  # live frames discarded because inference fell behind
+    skipped: int = 0  # frames that could not be read or preprocessed (bad input)
+    failed: int = 0  # frames whose model output was not finite or broke the contract
+    lost: int = 0  # recorded frames the player never delivered (playback only)
+    reconnects: int = 0
+    fps: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+    seconds: float = 0.0
+    correct: int = 0  # frames with a known truth whose verdict matched it
+    labelled: int = 0
+    stopped_by: str = "end"  # end | max_frames | stop (signal, q key)
+    backend: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        acc = f"accuracy {self.correct}/{self.labelled}" if self.labelled else "accuracy n/a"
+        extra = "".join(
+            f", {n} {what}" for n, what in ((self.failed, "failed"), (self.lost, "lost")) if n
+        )
+        return (
+            f"{self.frames} frames, {self.anomalies} anomalous, {self.drops} dropped, "
+            f"{self.skipped} skipped{extra}, {self.fps:.1f} FPS, latency p50 "
+            f"{self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms, {acc} "
+            f"({self.backend}, stopped by {self.stopped_by})"
+        )
+
+
+class SkipLog:
+    """Counts frames of one kind (skipped, failed); logs the first few, then every 100th."""
+
+    def __init__(self, what: str = "skipped") -> None:
+        self.what = what
+        self.count = 0
+        self.last_reason = ""
+
+    def add(self, frame: Frame, reason: str) -> None:
+        self.count += 1
+        self.last_reason = reason
+        if self.count <= 5 or self.count % 100 == 0:
+            logger.warning(
+                "%s %s (%d %s so far): %s", self.what, frame.name, self.count, self.what, reason
+            )
