@@ -179,7 +179,8 @@ def run_row(
 
 def trt_rows(rows, args, info, data, ref) -> None:
     from anodet.export.tensorrt import build_engine
-    from anodet.runtime.tensorrt_backend import TensorRTBackend, import_tensorrt
+    from anodet.gpu import import_tensorrt
+    from anodet.runtime.tensorrt_backend import TensorRTBackend
 
     try:
         major = int(import_tensorrt().__version__.split(".")[0])
@@ -270,7 +271,7 @@ def environment() -> str:
         except ImportError:
             parts.append(f"{mod} not installed")
     try:
-        from anodet.runtime.tensorrt_backend import gpu_properties
+        from anodet.gpu import gpu_properties
 
         gpu = gpu_properties()
         parts.append(f"GPU {gpu['name']} (compute capability {gpu['compute_capability']})")

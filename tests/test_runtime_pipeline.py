@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -258,3 +259,143 @@ def _headless() -> bool:
         return True
     cv2.destroyWindow("probe")
     return False
+
+
+# --- issue 15: non-finite values, strict JSON, outputs, truth, arguments ------------------------
+
+
+def strict_events(path):
+    """Parse JSON lines with a parser that refuses NaN/Infinity (bare NaN is not JSON)."""
+
+    def refuse(token):
+        raise ValueError(f"non-JSON constant {token} in {path}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+class PoisonBackend:
+    """Wraps a backend; frames whose rgb is all 7 get a NaN score (then the contract check)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.info, self.calls = inner, "poison", inner.info, 0
+
+    def predict(self, rgb, depth):
+        from anodet.artifact import OUTPUT_SCORE, check_outputs
+
+        self.calls += 1
+        out = {k: np.array(v, copy=True) for k, v in self.inner.predict(rgb, depth).items()}
+        out[OUTPUT_SCORE][rgb[:, 0, 0, 0] == 7] = np.nan
+        return check_outputs(out, len(rgb), self.info.image_size)
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_nan_output_is_counted_as_failed_never_ok(tmp_path, fake_model_path, batch, caplog):
+    frames = [flat_frame(24, 32, seed=i) for i in range(6)]
+    for i in (1, 4):
+        frames[i][0][:] = 7  # these two frames make the model output NaN
+    events = tmp_path / "events.jsonl"
+    backend = PoisonBackend(open_backend(fake_model_path))
+    summary = run(backend, ListSource(frames, live=False), events=events, batch=batch, stats_every=0)
+    assert (summary.frames, summary.failed, summary.skipped) == (4, 2, 0)
+    assert [r["index"] for r in strict_events(events)] == [0, 2, 3, 5]
+    assert "failed frame 1 (1 failed so far): model output holds non-finite" in caplog.text
+    assert "2 failed" in str(summary)
+
+
+def test_a_model_that_fails_on_every_frame_is_an_error(tmp_path):
+    nan_model = make_fake_model(tmp_path / "nan.onnx", gain=float("nan"))
+    events = tmp_path / "events.jsonl"
+    source = ListSource([flat_frame(24, 32, seed=i) for i in range(3)], live=False)
+    with pytest.raises(AnodetError, match="model failed on all 3 frames .*non-finite"):
+        run(nan_model, source, events=events, stats_every=0)
+    assert not events.exists()  # nothing judged, nothing written
+
+
+def test_huge_or_nan_depth_is_a_skipped_frame_and_events_stay_json(tmp_path, fake_model_path):
+    frames = [flat_frame(24, 32, seed=i) for i in range(4)]
+    frames[1][1][4:8, 4:8] = 3e38  # finite but no surface: used to overflow into a NaN score
+    frames[2][1][4:8, 4:8] = np.inf
+    events = tmp_path / "events.jsonl"
+    summary = run(fake_model_path, ListSource(frames, live=False), events=events, stats_every=0)
+    assert (summary.frames, summary.skipped) == (2, 2)
+    recs = strict_events(events)
+    assert [r["index"] for r in recs] == [0, 3] and all(np.isfinite(r["score"]) for r in recs)
+
+
+def test_events_sink_refuses_to_write_nan(tmp_path):
+    from anodet.runtime.sinks import EventsSink, FrameResult
+
+    sink = EventsSink(tmp_path / "e.jsonl")
+    result = FrameResult(float("nan"), False, np.zeros((2, 2), np.float32), np.zeros((2, 2), np.uint8))
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        sink.write(Frame(0, 0.0, None, None, "f"), result)
+    sink.close()
+    assert not (tmp_path / "e.jsonl").exists() or (tmp_path / "e.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_frames": -1}, "max_frames must be >= 1"),
+    ({"max_frames": 0}, "max_frames must be >= 1"),
+    ({"batch": 0}, "batch must be >= 1"),
+    ({"threads": -2}, "threads must be >= 0"),
+])
+def test_bad_arguments_are_refused(model_path, kwargs, match):
+    with pytest.raises(AnodetError, match=match):
+        run(model_path, ListSource([flat_frame(24, 32)], live=False), stats_every=0, **kwargs)
+
+
+def test_save_anomalies_closes_without_an_error_line(tmp_path, fake_model_path, caplog):
+    frames = [flat_frame(24, 32, bump=0.03, seed=0), flat_frame(24, 32, seed=1)]
+    saved = tmp_path / "saved"
+    summary = run(fake_model_path, ListSource(frames, live=False), save_anomalies=saved, stats_every=0)
+    assert summary.anomalies == 1 and len(list(saved.iterdir())) == 3
+    assert "closing" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_outputs_are_checked_before_anything_is_created(tmp_path, model_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep")
+    cases = [
+        ({"events": tmp_path}, "events file .* is a folder"),
+        ({"save_anomalies": blocker}, "anomalies folder .*a_file is a file, not a folder"),
+        ({"video": blocker / "v.mp4"}, "video .*a_file is a file, not a folder"),
+        ({"events": blocker / "sub" / "e.jsonl"}, "a_file is a file, not a folder"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(AnodetError, match=match):
+            run(model_path, ListSource([flat_frame(24, 32)], live=False), stats_every=0,
+                **{"save_anomalies": tmp_path / "never_made", **kwargs})
+        assert not (tmp_path / "never_made").exists()
+    assert blocker.read_text() == "keep"
+
+
+def test_read_only_outputs_are_refused(tmp_path, model_path, monkeypatch):
+    """os.access is what reports read-only folders (and read-only file systems, even to root)."""
+    import anodet.runtime.outputs as outputs
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    monkeypatch.setattr(outputs.os, "access", lambda p, mode: not str(p).startswith(str(ro)))
+    for kwargs in ({"events": ro / "e.jsonl"}, {"save_anomalies": ro / "saved"}, {"video": ro / "v.mp4"},
+                   {"save_anomalies": ro}):
+        with pytest.raises(AnodetError, match="read-only or not writable"):
+            run(model_path, ListSource([flat_frame(24, 32)], live=False), stats_every=0, **kwargs)
+    assert list(ro.iterdir()) == []
+
+
+def test_a_full_disk_mid_stream_names_the_file_and_the_count(tmp_path, model_path):
+    """/dev/full accepts the open and fails every write with ENOSPC, like a disk that fills up."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    source = ListSource([flat_frame(24, 32, seed=i) for i in range(3)], live=False)
+    with pytest.raises(AnodetError, match="writing events file /dev/full failed after 0 events "
+                                          r"\(No space left on device\)"):
+        run(model_path, source, events="/dev/full", stats_every=0)
+
+
+def test_accuracy_is_n_a_without_truth(model_path):
+    summary = run(model_path, ListSource([flat_frame(24, 32)], live=False), stats_every=0)
+    assert summary.labelled == 0 and "accuracy n/a" in str(summary)
