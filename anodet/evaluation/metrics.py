@@ -20,63 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from anodet.errors import AnodetError
+from anodet.evaluation.inputs import Maps, Masks, as_labels, as_maps, as_masks, as_vector, check_pair
+from anodet.evaluation.pro import area_under_curve, au_pro, pro_curve
 
-Maps = Sequence[np.ndarray] | np.ndarray
-Masks = Sequence[np.ndarray | None] | np.ndarray
-
-
-def _as_vector(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if arr.size and not np.all(np.isfinite(arr)):
-        raise AnodetError(f"{name} contain NaN or infinite values; pass finite numbers")
-    return arr
-
-
-def _as_labels(labels: Any) -> np.ndarray:
-    arr = np.asarray(labels).reshape(-1)
-    if arr.dtype != bool and not np.all(np.isin(arr, (0, 1))):
-        raise AnodetError("labels must be 0 (normal) or 1 (anomalous), or booleans")
-    return arr.astype(bool)
-
-
-def _as_maps(maps: Maps) -> list[np.ndarray]:
-    out = []
-    for i, m in enumerate(maps):
-        m = np.asarray(m)
-        if m.ndim != 2:
-            raise AnodetError(f"anomaly map {i} has shape {m.shape}; expected H x W")
-        if not np.all(np.isfinite(m)):
-            raise AnodetError(f"anomaly map {i} contains NaN or infinite values")
-        out.append(m)
-    return out
-
-
-def _as_masks(masks: Masks, maps: list[np.ndarray]) -> list[np.ndarray]:
-    masks = list(masks)
-    if len(masks) != len(maps):
-        raise AnodetError(f"got {len(masks)} masks for {len(maps)} anomaly maps; need one each")
-    out = []
-    for i, (mask, amap) in enumerate(zip(masks, maps)):
-        if mask is None:
-            raise AnodetError(
-                f"mask {i} is None; pixel metrics need a ground-truth mask for every image "
-                "(evaluate() skips them instead)"
-            )
-        mask = np.asarray(mask)
-        if mask.shape != amap.shape:
-            raise AnodetError(f"mask {i} has shape {mask.shape} but its map has {amap.shape}")
-        out.append(mask.astype(bool))
-    return out
-
-
-def _check_pair(labels: np.ndarray, scores: np.ndarray) -> None:
-    if labels.shape != scores.shape:
-        raise AnodetError(f"got {labels.size} labels for {scores.size} scores; need one each")
+__all__ = ["area_under_curve", "au_pro", "evaluate", "fill_normal_masks", "image_auroc", "pixel_auroc",
+           "pro_curve", "threshold_metrics"]
 
 
 def image_auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
@@ -85,8 +37,8 @@ def image_auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np
     Raises AnodetError when only one class is present: the AUROC is undefined there and a
     silent NaN would propagate into tables unnoticed.
     """
-    y, s = _as_labels(labels), _as_vector(scores, "scores")
-    _check_pair(y, s)
+    y, s = as_labels(labels), as_vector(scores, "scores")
+    check_pair(y, s)
     if y.all() or not y.any():
         kind = "anomalous" if y.any() else "normal"
         raise AnodetError(f"image AUROC needs normal and anomalous images; all {y.size} are {kind}")
@@ -95,8 +47,8 @@ def image_auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np
 
 def pixel_auroc(masks: Masks, maps: Maps) -> float:
     """AUROC over all pixels of all images; masks: N bool H_i x W_i, maps: N float H_i x W_i."""
-    amaps = _as_maps(maps)
-    gts = _as_masks(masks, amaps)
+    amaps = as_maps(maps)
+    gts = as_masks(masks, amaps)
     y = np.concatenate([g.ravel() for g in gts]) if gts else np.zeros(0, bool)
     if y.all() or not y.any():
         raise AnodetError("pixel AUROC needs both defect and normal pixels in the masks")
@@ -104,71 +56,6 @@ def pixel_auroc(masks: Masks, maps: Maps) -> float:
     return float(roc_auc_score(y, s))
 
 
-def pro_curve(masks: Masks, maps: Maps) -> tuple[np.ndarray, np.ndarray]:
-    """The exact per-region-overlap curve: (fpr, pro), both (K+1,) float64, from (0, 0) to (1, 1).
-
-    One point per distinct map value t (descending), for the rule "pixel >= t is flagged":
-    fpr = flagged normal pixels / all normal pixels of all images (good images included),
-    pro = mean over all 8-connected ground-truth regions of (flagged region pixels / area).
-    Every pixel contributes a fixed step to one of the two sums, so one sort of all scores
-    gives the whole curve; equal scores are merged because no threshold separates them.
-    """
-    amaps = _as_maps(maps)
-    gts = _as_masks(masks, amaps)
-    inv_area = []  # per pixel: 1 / area of its region, 0 for normal pixels
-    num_regions = 0
-    for gt in gts:
-        n, lab = cv2.connectedComponents(gt.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-        num_regions += n - 1  # label 0 is the background
-        areas = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
-        weight = np.zeros(n, np.float64)
-        weight[1:] = 1.0 / areas[1:]
-        inv_area.append(weight[lab.ravel()])
-    normal = np.concatenate([~g.ravel() for g in gts]) if gts else np.zeros(0, bool)
-    num_normal = int(normal.sum())
-    if num_regions == 0:
-        raise AnodetError("AU-PRO needs at least one defect region in the ground-truth masks")
-    if num_normal == 0:
-        raise AnodetError("AU-PRO needs normal pixels; every ground-truth pixel is a defect")
-
-    scores = np.concatenate([m.ravel() for m in amaps])
-    order = np.argsort(scores)[::-1]  # descending; order among ties is irrelevant (merged below)
-    sorted_scores = scores[order]
-    # Integer counts keep the FPR exact; the PRO sum is float but well conditioned.
-    fpr = np.cumsum(normal[order], dtype=np.int64) / num_normal
-    pro = np.cumsum(np.concatenate(inv_area)[order]) / num_regions
-    # The last index of each run of equal scores is where the curve has a point.
-    ends = np.flatnonzero(np.diff(sorted_scores) != 0)
-    ends = np.append(ends, sorted_scores.size - 1)
-    fpr = np.concatenate([[0.0], fpr[ends]])
-    pro = np.concatenate([[0.0], np.minimum(pro[ends], 1.0)])
-    pro[-1] = 1.0  # every region is fully covered at the lowest threshold; drop rounding error
-    return fpr, pro
-
-
-def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
-    """Trapezoid area under y(x) for x in [0, x_max]; x (K,) non-decreasing and starting at 0.
-
-    If x_max falls between two points, y is linearly interpolated there (MVTec's protocol);
-    vertical steps (repeated x) contribute nothing, as they should.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    keep = int(np.searchsorted(x, x_max, side="right"))  # points with x <= x_max
-    xs, ys = x[:keep], y[:keep]
-    if keep < x.size and xs[-1] < x_max:
-        x0, x1, y0, y1 = x[keep - 1], x[keep], y[keep - 1], y[keep]
-        xs = np.append(xs, x_max)
-        ys = np.append(ys, y0 + (y1 - y0) * (x_max - x0) / (x1 - x0))
-    return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2.0))
-
-
-def au_pro(masks: Masks, maps: Maps, fpr_limit: float = 0.3) -> float:
-    """Normalised area under the PRO curve up to ``fpr_limit``, in [0, 1]; random maps give
-    about fpr_limit / 2. Masks: N bool H_i x W_i; maps: N float H_i x W_i."""
-    if not 0.0 < fpr_limit <= 1.0:
-        raise AnodetError(f"fpr_limit must be in (0, 1]; got {fpr_limit}")
-    fpr, pro = pro_curve(masks, maps)
-    return area_under_curve(fpr, pro, fpr_limit) / fpr_limit
 
 
 def _ratio(num: int, den: int, no_positives: bool) -> float:
@@ -178,10 +65,14 @@ def _ratio(num: int, den: int, no_positives: bool) -> float:
     return num / den
 
 
-def _prf(pred: np.ndarray, truth: np.ndarray, prefix: str) -> dict[str, float]:
-    tp = int(np.count_nonzero(pred & truth))
-    fp = int(np.count_nonzero(pred & ~truth))
-    fn = int(np.count_nonzero(~pred & truth))
+def _counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(tp, fp, fn) of bool predictions against bool truth."""
+    return np.array([np.count_nonzero(pred & truth), np.count_nonzero(pred & ~truth),
+                     np.count_nonzero(~pred & truth)], np.int64)
+
+
+def _prf(counts: np.ndarray, prefix: str) -> dict[str, float]:
+    tp, fp, fn = (int(c) for c in counts)
     none = tp + fn == 0
     return {
         f"{prefix}_precision": _ratio(tp, tp + fp, none),
@@ -205,28 +96,22 @@ def threshold_metrics(
     all images, pixel_precision, pixel_recall, pixel_f1, pixel_iou (None when masks or maps
     is None). Shapes as in the module docstring.
     """
-    y, s = _as_labels(labels), _as_vector(scores, "scores")
-    _check_pair(y, s)
+    y, s = as_labels(labels), as_vector(scores, "scores")
+    check_pair(y, s)
     pred = s > threshold
-    out: dict[str, float | None] = _prf(pred, y, "image")
+    out: dict[str, float | None] = _prf(_counts(pred, y), "image")
     out["image_accuracy"] = float(np.mean(pred == y)) if y.size else 1.0
     out["image_false_alarm_rate"] = float(np.mean(pred[y == 0])) if np.any(y == 0) else None
     out.update(pixel_precision=None, pixel_recall=None, pixel_f1=None, pixel_iou=None)
     if masks is None or maps is None:
         return out
-    amaps = _as_maps(maps)
-    gts = _as_masks(masks, amaps)
-    tp = fp = fn = 0
-    for gt, amap in zip(gts, amaps):  # per image: no giant concatenated copies
-        hit = amap > threshold
-        tp += int(np.count_nonzero(hit & gt))
-        fp += int(np.count_nonzero(hit & ~gt))
-        fn += int(np.count_nonzero(~hit & gt))
-    none = tp + fn == 0
-    out["pixel_precision"] = _ratio(tp, tp + fp, none)
-    out["pixel_recall"] = _ratio(tp, tp + fn, none)
-    out["pixel_f1"] = _ratio(2 * tp, 2 * tp + fp + fn, none)
-    out["pixel_iou"] = _ratio(tp, tp + fp + fn, none)
+    amaps = as_maps(maps)
+    gts = as_masks(masks, amaps)
+    # per image: no giant concatenated copies
+    counts = sum((_counts(amap > threshold, gt) for gt, amap in zip(gts, amaps)), np.zeros(3, np.int64))
+    out.update(_prf(counts, "pixel"))
+    tp, fp, fn = (int(c) for c in counts)
+    out["pixel_iou"] = _ratio(tp, tp + fp + fn, tp + fn == 0)
     return out
 
 
@@ -240,7 +125,7 @@ def fill_normal_masks(
     image without a mask stays None: its defect pixels are unknown. ``masks=None`` means
     no ground truth at all: every entry is None.
     """
-    y = _as_labels(labels)
+    y = as_labels(labels)
     if masks is None:
         return [None] * y.size
     masks = list(masks)
@@ -273,9 +158,9 @@ def evaluate(
     and pixel_* as above}}, warnings [str]. A metric that is undefined on its subset, or needs a mask an anomalous
     image lacks, is None and the reason is appended to ``warnings``.
     """
-    y, s = _as_labels(labels), _as_vector(scores, "scores")
-    _check_pair(y, s)
-    amaps = _as_maps(maps)
+    y, s = as_labels(labels), as_vector(scores, "scores")
+    check_pair(y, s)
+    amaps = as_maps(maps)
     if len(amaps) != y.size:
         raise AnodetError(f"got {len(amaps)} anomaly maps for {y.size} labels; need one each")
     if defect_types is not None and len(defect_types) != y.size:
