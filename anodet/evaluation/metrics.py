@@ -24,7 +24,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from anodet.errors import AnodetError
-from anodet.evaluation.inputs import Maps, Masks, as_labels, as_maps, as_masks, as_vector, check_pair
+from anodet.evaluation.inputs import (
+    Maps,
+    Masks,
+    as_labels,
+    as_maps,
+    as_masks,
+    as_vector,
+    check_pair,
+)
 from anodet.evaluation.pro import area_under_curve, au_pro, pro_curve
 
 __all__ = ["area_under_curve", "au_pro", "evaluate", "fill_normal_masks", "image_auroc", "pixel_auroc",
