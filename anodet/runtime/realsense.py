@@ -98,9 +98,11 @@ class _FramesetReader:
         self.align = rs.align(rs.stream.color)
         self.depth_scale = 0.001
         self.index = 0
+        self.profile: Any = None  # the started pipeline's profile: device info and intrinsics
 
     def reset(self, profile: Any) -> None:
         """Read the depth scale of a newly started device; a fresh chain drops temporal state."""
+        self.profile = profile
         try:
             self.depth_scale = profile.get_device().first_depth_sensor().get_depth_scale()
         except RuntimeError:  # colour-only device or recording
@@ -111,7 +113,7 @@ class _FramesetReader:
         rs = self.rs
         for block in self.chain:
             frames = block.process(frames).as_frameset()
-        if frames.get_depth_frame():
+        if self.align is not None and frames.get_depth_frame():  # None: depth left unaligned
             frames = self.align.process(frames)
         color, depth = frames.get_color_frame(), frames.get_depth_frame()
         if not color:  # incomplete set right after start: wait for the next one
