@@ -318,7 +318,9 @@ def bench_cmd(checkpoint, models, data, backends, batches, warmup, runs, threads
     click.echo(f"wrote {out}/bench.md, bench.json, bench.png")
 
 
-for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd, bench_cmd):
+from anodet.capture_cli import capture_cmd  # noqa: E402  (its own module; imports nothing heavy)
+
+for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd, bench_cmd, capture_cmd):
     main.add_command(_cmd)
 
 if __name__ == "__main__":
