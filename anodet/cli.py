@@ -134,12 +134,15 @@ def format_metrics(res: dict) -> str:
 @click.option("--val", "n_val", default=15, show_default=True, help="validation images")
 @click.option("--test", "n_test", default=10, show_default=True, help="test images per type")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--sensor", default="ideal", show_default=True,
+              help="depth camera modelled: ideal (float depth), d435 or d405 (noise, z16 steps, holes)")
 @friendly
-def synth_cmd(out, size, n_train, n_val, n_test, seed):
+def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor):
     """Write a synthetic RGB-D dataset (MVTec 3D-AD layout) to OUT."""
     from anodet.data.synthetic import write_dataset
 
-    root = write_dataset(out, size=size, n_train=n_train, n_val=n_val, n_test_per_type=n_test, seed=seed)
+    root = write_dataset(out, size=size, n_train=n_train, n_val=n_val, n_test_per_type=n_test, seed=seed,
+                         sensor=sensor)
     click.echo(f"synthetic dataset written to {root}")
 
 
@@ -281,16 +284,18 @@ def export_triton_cmd(model, output, name, max_batch, instances, force):
 @click.option("--max-frames", type=int)
 @click.option("--batch", default=1, show_default=True)
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads")
+@click.option("--strict-inputs", is_flag=True, help="stop when frames differ from the training frames")
 @click.option("-v", "--verbose", is_flag=True)
 @friendly
-def run_cmd(model, source, backend, events, save_anomalies, video, display, max_frames, batch, threads, verbose):
+def run_cmd(model, source, backend, events, save_anomalies, video, display, max_frames, batch, threads,
+            strict_inputs, verbose):
     """Stream RGB-D frames through an exported model (torch-free)."""
     _setup_logging(verbose)
     from anodet.runtime import run
 
     summary = run(model, source, backend=backend, events=str(events) if events else None,
                   save_anomalies=save_anomalies, video=video, display=display, max_frames=max_frames,
-                  batch=batch, threads=threads)
+                  batch=batch, threads=threads, strict_inputs=strict_inputs)
     click.echo(str(summary), err=events is not None and str(events) == "-")
 
 

@@ -26,30 +26,16 @@ import cv2
 import numpy as np
 import tifffile
 
+from anodet.data.sensor import (SENSORS, check_sensor, depth_to_xyz, focal_length, ideal_depth,
+                                sensor_depth)
 from anodet.errors import AnodetError
 
 DEFECT_TYPES = ("colour", "geometry", "crack")
 TEST_TYPES = ("good", *DEFECT_TYPES)
 PLANE_Z = 0.5  # metres from camera to the work surface at the image centre
 PART_HEIGHT = 0.02  # metres
-DEPTH_NOISE = 0.0005  # metres, 1 sigma
 _MARKER = "anodet_synthetic.json"
 _LIGHT = np.array([-0.35, -0.45, 0.82]) / np.linalg.norm([-0.35, -0.45, 0.82])
-
-
-def focal_length(size: int) -> float:
-    """Focal length in pixels: the view is ~0.2 m wide at the work surface."""
-    return 2.5 * size
-
-
-def depth_to_xyz(depth: np.ndarray) -> np.ndarray:
-    """Organized point cloud float32 H x W x 3 (metres) from depth; missing points all zero."""
-    h, w = depth.shape
-    f = focal_length(w)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    x = (xx - (w - 1) / 2) * depth / f
-    y = (yy - (h - 1) / 2) * depth / f
-    return np.stack([x, y, depth], axis=-1).astype(np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -196,11 +182,12 @@ def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, t
     return colour, (alpha * top).astype(f32), (dh * top).astype(f32), (mask & top).astype(f32)
 
 
-def make_frame(rng: np.random.Generator, size: int = 256,
-               defect: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = None,
+               sensor: str = "ideal") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one frame: rgb uint8 S x S x 3, depth float32 S x S metres (0 = missing), mask bool.
 
-    ``defect`` is None (or "good") for a normal part, else one of DEFECT_TYPES.
+    ``defect`` is None (or "good") for a normal part, else one of DEFECT_TYPES; ``sensor`` is
+    one of anodet.data.sensor.SENSOR_NAMES (what the depth camera does to the depth).
     """
     if defect == "good":
         defect = None
@@ -209,6 +196,7 @@ def make_frame(rng: np.random.Generator, size: int = 256,
         raise AnodetError(f"unknown defect type {defect!r}; valid: {valid} or None")
     if size < 32:
         raise AnodetError(f"synthetic frames need size >= 32, got {size}")
+    check_sensor(sensor)
     s, k = size, size / 256
     part = _part(s)
     # Two independent streams: nuisances draw the same numbers whatever the defect.
@@ -222,9 +210,6 @@ def make_frame(rng: np.random.Generator, size: int = 256,
     white = nuis.uniform(0.97, 1.03, 3).astype(np.float32)
     z_shift = nuis.uniform(-0.0005, 0.0005)
     rgb_noise = nuis.normal(0, 2.0, (s, s, 3)).astype(np.float32)
-    depth_noise = nuis.normal(0, DEPTH_NOISE, (s, s)).astype(np.float32)
-    speckle = nuis.random((s, s)) < 0.0026
-    dropout = nuis.random((s, s)) < 0.4
 
     if defect is None:
         d_col, d_alpha = np.zeros(3, np.float32), np.zeros((s, s), np.float32)
@@ -260,25 +245,26 @@ def make_frame(rng: np.random.Generator, size: int = 256,
     rgb = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
 
     surface = height + d_h
-    depth = part["plane"] + z_shift - surface + depth_noise
-    # Structured-light sensors lose small patches, and steep walls (hole sides, cracks).
-    sy, sx = np.gradient(surface, pitch)
-    missing = cv2.dilate(speckle.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0
-    missing |= (np.hypot(sx, sy) > 3.5) & dropout
-    depth = np.where(missing, 0.0, depth).astype(np.float32)
-    return rgb, depth, mask
+    clean = part["plane"] + z_shift - surface
+    if sensor == "ideal":  # nuis draws last here, so depth is as before the sensor models
+        return rgb, ideal_depth(nuis, clean, surface, pitch), mask
+    sens = np.random.default_rng(nuis.integers(2**63))
+    return rgb, sensor_depth(sens, clean, surface, pitch, focal_length(s), SENSORS[sensor]), mask
 
 
 def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val: int = 15,
-                  n_test_per_type: int = 10, seed: int = 0, category: str = "widget") -> Path:
+                  n_test_per_type: int = 10, seed: int = 0, category: str = "widget",
+                  sensor: str = "ideal") -> Path:
     """Write a synthetic category in MVTec 3D-AD layout under ``out/<category>``; return it.
 
     rgb PNG, xyz float32 TIFF (metres, missing points all zero), gt PNG 0/255 for every test
     image (all zero for good ones). A previous synthetic set at that place is replaced; any
-    other non-empty directory is refused. ``n_val=0`` writes no validation split.
+    other non-empty directory is refused. ``n_val=0`` writes no validation split. ``sensor``:
+    the depth camera modelled (anodet.data.sensor.SENSOR_NAMES).
     """
     if n_train < 1 or n_val < 0 or n_test_per_type < 0:
         raise AnodetError("n_train >= 1, n_val >= 0 and n_test_per_type >= 0 required")
+    check_sensor(sensor)
     root = Path(out) / category
     if root.exists() and any(root.iterdir()):
         if not (root / _MARKER).is_file():
@@ -297,7 +283,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
         for i in range(n):
             # One seed per image: any image can be regenerated alone, counts don't shift others.
             rng = np.random.default_rng([seed, job, i])
-            rgb, depth, mask = make_frame(rng, size, None if kind == "good" else kind)
+            rgb, depth, mask = make_frame(rng, size, None if kind == "good" else kind, sensor)
             name = f"{i:03d}"
             cv2.imwrite(str(folder / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             # One page, 3 samples per pixel, as MVTec's files (tifffile's default will change).
@@ -306,6 +292,6 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
             if split == "test":
                 cv2.imwrite(str(folder / "gt" / f"{name}.png"), mask.astype(np.uint8) * 255)
     params = {"size": size, "n_train": n_train, "n_val": n_val,
-              "n_test_per_type": n_test_per_type, "seed": seed, "test_types": list(TEST_TYPES)}
+              "n_test_per_type": n_test_per_type, "seed": seed, "test_types": list(TEST_TYPES), "sensor": sensor}
     (root / _MARKER).write_text(json.dumps(params, indent=1))
     return root

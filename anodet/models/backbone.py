@@ -1,12 +1,19 @@
-"""Frozen ResNet backbone with a 4-channel (RGB + depth) first convolution.
+"""Frozen CNN backbone (ResNet or EfficientNet-Lite) over RGB-D input.
 
-The depth filter of conv1 starts as the mean of the RGB filters, so a depth edge excites the
-same filters as an equally strong grey-level edge would. The network is truncated after the
-last requested layer (``rgbd_reduced`` never runs layer4) and always stays in eval mode.
+Two ways to feed depth (``fusion``):
+- ``early``: a 4-channel first convolution. Its depth filter starts as the mean of the RGB
+  filters, so a depth edge excites the same filters as an equally strong grey-level edge would.
+- ``late``: the unchanged 3-channel network runs twice, once on RGB and once on the depth
+  channel replicated to three channels (one batched pass), and returns both modalities'
+  stages, so the aligner reduces each modality separately and colour keeps its own channels.
+
+The network is truncated after the last requested layer (``rgbd_reduced`` never runs layer4)
+and always stays in eval mode (BatchNorm frozen).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -15,6 +22,7 @@ import torchvision
 from torch import nn
 
 from anodet.errors import AnodetError
+from anodet.models import efficientnet_lite as lite
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +36,10 @@ CHANNELS = {
     "wide_resnet50_2": {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
     "resnet18": {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512},
 }
+CHANNELS.update(lite.CHANNELS)
+BACKBONES = (*_WEIGHTS, *lite.LITE_NAMES)
 STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+FUSIONS = ("early", "late")
 WEIGHT_CHOICES = "imagenet, none or a path to a .pth state dict"
 
 
@@ -46,25 +57,46 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise AnodetError(f"--weights: file not found: {path}; valid: {WEIGHT_CHOICES}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
+        msg = " ".join(str(exc).split())[:200]
+        raise AnodetError(f"--weights {path}: not a readable state dict ({msg})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AnodetError(f"--weights {path}: not a state dict (a mapping of names to tensors)")
+    return state
+
+
 def _load_weights(model: nn.Module, name: str, weights: str) -> str:
-    """Load ``weights`` into a 3-channel torchvision model; return a description."""
+    """Load ``weights`` into a 3-channel network; return a description."""
     if weights == "none":
         return "random init (seeded), no pretrained weights"
+    if name in lite.LITE_NAMES:
+        if weights == "imagenet":
+            state, file = lite.package_weights(name)
+            source = f"ImageNet ({file}, from {lite.package_name(name)})"
+        else:
+            state, source = _read_state(Path(weights)), weights
+        lite.load_lite_state(model, name, state, source if weights != "imagenet" else "imagenet")
+        return source
     if weights == "imagenet":
         state = _imagenet_state_dict(name)
         source = f"ImageNet ({_WEIGHTS[name].url.rsplit('/', 1)[-1]})"
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise AnodetError(f"--weights: file not found: {path}; valid: {WEIGHT_CHOICES}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
-            raise AnodetError(f"--weights {path}: not a readable state dict ({exc})") from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        source = str(path)
+        state, source = _read_state(Path(weights)), weights
+        if lite.is_lite_state(state):
+            raise AnodetError(f"--weights {weights}: an EfficientNet-Lite state dict, backbone is {name}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, _ = model.load_state_dict(state, strict=False)
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch: a different ResNet
+        lines = str(exc).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise AnodetError(f"--weights {weights}: does not fit {name} ({first.rstrip('.')})") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing:
         raise AnodetError(f"--weights {weights}: state dict lacks {len(missing)} keys, e.g. {missing[0]}")
@@ -72,36 +104,53 @@ def _load_weights(model: nn.Module, name: str, weights: str) -> str:
 
 
 def expand_conv1(conv: nn.Conv2d) -> nn.Conv2d:
-    """Return a copy of a 3-input-channel conv with a 4th (depth) channel = mean of RGB filters."""
-    new = nn.Conv2d(4, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    """Return a copy of a 3-input-channel conv with a 4th (depth) channel = mean of RGB filters.
+
+    A deep copy keeps the conv's class (timm's TF-"same" padding conv included).
+    """
+    new = copy.deepcopy(conv)
     with torch.no_grad():
-        new.weight[:, :3] = conv.weight
-        new.weight[:, 3:] = conv.weight.mean(dim=1, keepdim=True)
+        w = conv.weight
+        new.weight = nn.Parameter(torch.cat([w, w.mean(dim=1, keepdim=True)], dim=1))
+    new.in_channels = 4
     return new
 
 
-class Backbone(nn.Module):
-    """Truncated frozen ResNet returning the requested stages' features.
+def _stem_and_stages(name: str, net: nn.Module, last: int) -> tuple[nn.Sequential, nn.ModuleList]:
+    if name in lite.LITE_NAMES:
+        return lite.stem_and_stages(net, last)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    return stem, nn.ModuleList(getattr(net, f"layer{i}") for i in range(1, last + 1))
 
-    forward(x: N x C x H x W float, normalised) -> list of N x C_l x H/s_l x W/s_l tensors.
+
+class Backbone(nn.Module):
+    """Truncated frozen CNN returning the requested stages' features.
+
+    forward(x: N x C x H x W float, normalised) -> list of N x C_l x H/s_l x W/s_l tensors;
+    with ``fusion="late"`` and 4 input channels: the RGB stages, then the depth stages.
     """
 
-    def __init__(self, name: str, in_channels: int, layers: tuple[str, ...], weights: str, seed: int = 0):
+    def __init__(self, name: str, in_channels: int, layers: tuple[str, ...], weights: str, seed: int = 0,
+                 fusion: str = "early"):
         super().__init__()
-        if name not in _WEIGHTS:
-            raise AnodetError(f"unknown backbone {name!r}; valid: {', '.join(_WEIGHTS)}")
+        if name not in BACKBONES:
+            raise AnodetError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+        if fusion not in FUSIONS:
+            raise AnodetError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # 'none' must give the same network on every run
-            net = getattr(torchvision.models, name)(weights=None)
+            net = lite.create_network(name) if name in lite.LITE_NAMES else getattr(torchvision.models, name)(weights=None)
         self.weights_source = _load_weights(net, name, weights)
         self.pretrained = weights != "none"
-        conv1 = expand_conv1(net.conv1) if in_channels == 4 else net.conv1
-        self.stem = nn.Sequential(conv1, net.bn1, net.relu, net.maxpool)
+        self.late = in_channels == 4 and fusion == "late"
         last = max(int(layer[-1]) for layer in layers)
-        self.stages = nn.ModuleList(getattr(net, f"layer{i}") for i in range(1, last + 1))
+        self.stem, self.stages = _stem_and_stages(name, net, last)
+        if in_channels == 4 and not self.late:
+            self.stem[0] = expand_conv1(self.stem[0])
         self.layers = tuple(layers)
-        self.channels = [CHANNELS[name][layer] for layer in layers]
-        self.strides = [STRIDES[layer] for layer in layers]
+        per_modality = [CHANNELS[name][layer] for layer in layers]
+        self.channels = per_modality * 2 if self.late else per_modality
+        self.strides = [STRIDES[layer] for layer in layers] * (2 if self.late else 1)
         self.requires_grad_(False)
         self.eval()
 
@@ -136,7 +185,7 @@ class Backbone(nn.Module):
                 nn.Module.train(m, False)
         return n
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
         out = []
         for i, stage in enumerate(self.stages, start=1):
@@ -144,3 +193,12 @@ class Backbone(nn.Module):
             if f"layer{i}" in self.layers:
                 out.append(x)
         return out
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not self.late:
+            return self._run(x)
+        # One batched pass over [RGB; depth as grey RGB]: the same frozen filters see both.
+        n = x.shape[0]
+        both = torch.cat([x[:, :3], x[:, 3:4].expand(-1, 3, -1, -1)], dim=0)
+        feats = self._run(both)
+        return [f[:n] for f in feats] + [f[n:] for f in feats]

@@ -17,6 +17,7 @@ from anodet import config as cfgmod
 from anodet.config import ExperimentConfig
 from anodet.models.aligner import Aligner
 from anodet.models.autoencoder import Autoencoder
+from anodet.models import efficientnet_lite as lite
 from anodet.models.backbone import Backbone
 from anodet.models.scoring import Scorer
 
@@ -24,19 +25,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def rgb_normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std on 0-255 values that the backbone's ImageNet weights were trained with."""
+    if backbone in lite.LITE_NAMES:
+        return lite.RGB_MEAN, lite.RGB_STD
+    return tuple(255.0 * v for v in IMAGENET_MEAN), tuple(255.0 * v for v in IMAGENET_STD)
+
+
 class InputNorm(nn.Module):
     """rgb uint8 N x S x S x 3, depth float32 N x S x S metres -> N x C x S x S normalised.
 
+    RGB uses the backbone's own normalisation (part of the graph, so the runtime needs none).
     Depth is centred on each image's mean valid depth (removes the camera distance, which
     varies with mounting) and divided by a training-set scale stored with the model; missing
     pixels become 0, the mean.
     """
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, backbone: str = "resnet50"):
         super().__init__()
         self.in_channels = in_channels
-        self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
+        mean, std = rgb_normalisation(backbone)
+        self.register_buffer("rgb_mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("rgb_std", torch.tensor(std).view(1, 3, 1, 1))
         self.register_buffer("depth_scale", torch.tensor(0.01))  # metres; set from training data
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,8 +59,11 @@ class InputNorm(nn.Module):
 def centred_depth(depth: torch.Tensor) -> torch.Tensor:
     """N x S x S metres -> depth minus each image's mean valid depth; 0 where missing."""
     valid = (depth > 0).to(depth.dtype)
-    mean = (depth * valid).sum(dim=(1, 2), keepdim=True) / valid.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
-    return (depth - mean) * valid
+    # Shift by the farthest valid depth first: the relief is then summed near 0 (no float32
+    # cancellation at large camera distances) and a constant depth gives exactly 0.
+    rel = (depth - (depth * valid).amax(dim=(1, 2), keepdim=True)) * valid
+    mean = rel.sum(dim=(1, 2), keepdim=True) / valid.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    return (rel - mean) * valid
 
 
 class Detector(nn.Module):
@@ -60,9 +73,11 @@ class Detector(nn.Module):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
-        self.input_norm = InputNorm(m.in_channels)
-        self.backbone = Backbone(m.backbone, m.in_channels, m.layers, weights, seed=cfg.train.seed)
+        self.input_norm = InputNorm(m.in_channels, m.backbone)
+        self.backbone = Backbone(m.backbone, m.in_channels, m.layers, weights, seed=cfg.train.seed,
+                                 fusion=m.fusion)
         if m.reduce_channels is not None:
+            # Late fusion: each modality's stage gets its own reduction to reduce_channels.
             reduced = [min(m.reduce_channels, c) for c in self.backbone.channels]
         else:
             reduced = [max(1, c // m.reduction_factor) for c in self.backbone.channels]
