@@ -19,7 +19,9 @@ from anodet.errors import AnodetError
 from anodet.preprocess import PreprocessSpec
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
-BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
+BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2",
+             "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+FUSIONS = ("early", "late")  # RGB-D: 4-channel stem | separate RGB and depth passes
 REDUCTIONS = ("pca", "orthogonal", "group")
 
 
@@ -45,6 +47,7 @@ class ModelConfig:
 
     backbone: str = "resnet50"
     in_channels: int = 4  # 4 = RGB + depth, 3 = RGB only
+    fusion: str = "early"  # RGB-D only: early (4-channel stem) | late (RGB and depth passes, see backbone.py)
     layers: tuple[str, ...] = LAYERS
     feature_size: int = 64  # side of the aligned feature map
     reduce_channels: int | None = 64  # channels kept per layer (None: use reduction_factor)
@@ -118,6 +121,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     m, d, t = cfg.model, cfg.data, cfg.train
     if m.backbone not in BACKBONES:
         raise AnodetError(f"unknown backbone {m.backbone!r}; valid: {', '.join(BACKBONES)}")
+    if m.fusion not in FUSIONS:
+        raise AnodetError(f"unknown fusion {m.fusion!r}; valid: {', '.join(FUSIONS)}")
     if m.in_channels not in (3, 4):
         raise AnodetError(f"model.in_channels must be 3 (RGB) or 4 (RGB-D), got {m.in_channels}")
     if not m.layers or any(layer not in LAYERS for layer in m.layers):
