@@ -1,8 +1,10 @@
-"""``anodet-bench``: latency, throughput, memory, size and accuracy of every way to run a model.
+"""``anodet-bench``: latency, throughput, memory, size, accuracy and parity of every way to run a model.
 
-One row per backend. Exports happen here (into OUTDIR/artifacts, reused while the checkpoint
-is unchanged); each row is then measured by ``python -m anodet.bench.worker`` in a fresh
-process, so peak memory is per backend and one crashing backend cannot take the others down.
+One row per entry of ``anodet.bench.rows.ROWS`` that was asked for. Files are given or exported
+here (into OUTDIR/artifacts, reused while their source is unchanged); ONNX Runtime CPU runs the
+FP32 file once on the first test frames for every row's parity check; each row is then measured
+by ``python -m anodet.bench.worker`` in a fresh process, so peak memory is per row and one
+crashing engine cannot take the others down.
 """
 
 from __future__ import annotations
@@ -15,78 +17,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anodet import __version__
-from anodet.bench.artifacts import Artifacts, first_line
+from anodet.bench.artifacts import Artifacts, classify, first_line
+from anodet.bench.rows import REFERENCE, ROW_NAMES, Row, select_rows, unavailable_reason
 from anodet.errors import AnodetError
 from anodet.experiment import prepare_out_dir
 
 log = logging.getLogger(__name__)
 
-BENCH_BACKENDS = ("torch", "torch-seed", "onnx-cpu", "onnx-int8", "onnx-fp16", "onnx-cuda", "onnx-trt",
-                  "tensorrt")
-REFERENCE = "torch-seed"  # speed-ups are relative to this row at batch 1
-GPU_BACKENDS = ("onnx-cuda", "onnx-trt", "tensorrt")
-ROW_TIMEOUT_S = 3600.0  # a row that takes longer (e.g. a stuck GPU driver) is reported as an error
-# Which exported artifact each backend runs, and with which runtime backend (None: decided at run time).
-_ARTIFACT = {"onnx-cpu": "fp32", "onnx-cuda": "fp32", "onnx-trt": "fp32", "onnx-int8": "int8",
-             "onnx-fp16": "fp16", "tensorrt": "engine"}
-
-def check_backends(backends: Sequence[str]) -> list[str]:
-    """Deduplicated list of backend names; AnodetError naming the valid ones otherwise."""
-    names = [b.strip() for b in backends if b.strip()]
-    unknown = [b for b in names if b not in BENCH_BACKENDS]
-    if unknown:
-        raise AnodetError(f"unknown backend(s) {', '.join(unknown)}; valid: {', '.join(BENCH_BACKENDS)}")
-    return list(dict.fromkeys(names))
-
-
-def unavailable_reason(backend: str) -> str | None:
-    """Why ``backend`` cannot run on this machine, or None when it can (as far as we can tell)."""
-    if backend in ("torch", "torch-seed"):
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return "torch not installed (pip install 'anodet[train]')"
-        return None
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime not installed (pip install 'anodet[onnx]')"
-    providers = ort.get_available_providers()
-    if backend == "onnx-cuda" and "CUDAExecutionProvider" not in providers:
-        return "no CUDA: this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu and an NVIDIA GPU needed)"
-    if backend == "onnx-trt" and "TensorrtExecutionProvider" not in providers:
-        return "no TensorrtExecutionProvider in this onnxruntime (onnxruntime-gpu with TensorRT needed)"
-    if backend == "tensorrt":
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
-            return "tensorrt not installed"
-        try:
-            from anodet.runtime.tensorrt_backend import gpu_properties
-
-            gpu_properties()
-        except (AnodetError, ImportError) as exc:
-            return f"no CUDA GPU usable by TensorRT ({first_line(exc, 160)})"
-    return None
-
-
-def _fp16_runtime() -> str:
-    """FP16 graphs run on CUDA where ONNX Runtime has it, else on the CPU provider."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnx-cpu"
-    return "onnx-cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "onnx-cpu"
+ROW_TIMEOUT_S = 3600.0  # a row that takes longer (e.g. a stuck GPU driver) is reported as failed
+PARITY_FRAMES = 8  # test frames every row is compared on (at least the largest batch)
 
 
 def _run_worker(spec: dict[str, Any], rows_dir: Path, threads: int | None) -> dict[str, Any]:
-    """Run one row in ``python -m anodet.bench.worker``; a crash or timeout becomes an error row."""
+    """Run one row in ``python -m anodet.bench.worker``; a crash or timeout becomes a failed row."""
     slug = spec["name"].replace(" ", "_").replace("/", "_")
     spec_path, result_path = rows_dir / f"{slug}.spec.json", rows_dir / f"{slug}.result.json"
     log_path = rows_dir / f"{slug}.log"
@@ -100,29 +50,34 @@ def _run_worker(spec: dict[str, Any], rows_dir: Path, threads: int | None) -> di
         with open(log_path, "w") as fh:
             proc = subprocess.run(cmd, check=False, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=ROW_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return {"status": "error", "reason": f"timed out after {ROW_TIMEOUT_S:g} s (log: {log_path})"}
+        return {"status": "failed", "reason": f"timed out after {ROW_TIMEOUT_S:g} s (log: {log_path})"}
     if result_path.is_file():
         return json.loads(result_path.read_text())
     lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
     tail = lines[-1][:300] if lines else "no output"
-    return {"status": "error", "reason": f"worker exited with code {proc.returncode}: {tail} (log: {log_path})"}
+    return {"status": "failed", "reason": f"worker exited with code {proc.returncode}: {tail} (log: {log_path})"}
 
 
-def _reference_outputs(checkpoint: Path, data: Path, n: int, path: Path) -> None:
-    """PyTorch outputs on the first ``n`` test frames, for every row's parity check."""
-    import torch
-
+def _reference_outputs(arts: Artifacts, data: Path, n: int, path: Path, threads: int | None) -> dict[str, Any]:
+    """ONNX Runtime CPU outputs of the FP32 file on the first ``n`` test frames, saved to ``path``."""
+    if unavailable_reason(Row("onnx-cpu", "onnx-cpu", "fp32", "fp32")) is not None:
+        return {"error": "onnxruntime not installed"}
+    fp32 = arts.get("fp32")
+    if "path" not in fp32:
+        return {"error": f"no FP32 ONNX file: {fp32.get('missing') or fp32.get('error')}"}
     from anodet.data.arrays import load_arrays
     from anodet.data.samples import discover
-    from anodet.models.detector import load_detector
+    from anodet.runtime.backends import open_backend
 
-    det = load_detector(checkpoint)
-    need_depth = det.cfg.model.in_channels == 4
-    ds = discover(data, need_depth=need_depth)
-    rgb, depth = load_arrays(ds.test[:n], det.cfg.data.preprocess, need_depth=need_depth)
-    with torch.no_grad():
-        out = det(torch.from_numpy(rgb), torch.from_numpy(depth) if depth is not None else None)
-    np.savez(path, **{k: v.numpy() for k, v in out.items()})
+    try:
+        be = open_backend(fp32["path"], "onnx-cpu", threads)
+        info = be.info
+        rgb, depth = load_arrays(discover(data, need_depth=info.needs_depth).test[:n], info.preprocess,
+                                 need_depth=info.needs_depth)
+        np.savez(path, **be.predict(rgb, depth))
+    except AnodetError as exc:
+        return {"error": first_line(exc)}
+    return {"row": "onnx-cpu", "model": fp32["path"], "frames": int(rgb.shape[0]), "path": str(path)}
 
 
 def _stage_breakdown(checkpoint: Path, data: Path, warmup: int, runs: int, threads: int | None) -> dict[str, Any]:
@@ -147,28 +102,61 @@ def _at_batch(row: dict[str, Any], batch: int) -> dict[str, Any] | None:
     return next((lat for lat in row.get("latency") or [] if lat["batch"] == batch), None)
 
 
+def _measure(row: Row, ckpt: Path | None, arts: Artifacts, common: dict[str, Any], out_dir: Path,
+             threads: int | None) -> dict[str, Any]:
+    """One row of the table: skipped (why), failed (why) or measured by a worker."""
+    entry: dict[str, Any] = {"name": row.name, "engine": row.engine, "precision": row.precision, "gpu": row.gpu,
+                             "status": "ok", "reason": None}
+    t0 = time.perf_counter()
+    why = unavailable_reason(row)
+    if why is None and row.artifact == "checkpoint" and ckpt is None:
+        why = "needs a checkpoint (--checkpoint)"
+    art = arts.get(row.artifact) if why is None and row.artifact != "checkpoint" else {}
+    why = why or art.get("missing")
+    if why is not None:
+        log.info("%s: skipped (%s)", row.name, why)
+        return {**entry, "status": "skipped", "reason": why}
+    if "error" in art:
+        return {**entry, "status": "failed", "reason": f"export failed: {art['error']}"}
+    spec = {**common, **asdict(row), "eval_dir": str(out_dir / "eval" / row.name)}
+    if row.artifact == "checkpoint":
+        if not row.seed:
+            entry.update(artifact=str(ckpt), size_mb=ckpt.stat().st_size / 2**20)
+    else:
+        spec["artifact"] = art["path"]
+        entry.update(artifact=art["path"], size_mb=art["size_mb"], export={k: v for k, v in art.items() if k != "path"})
+    log.info("measuring %s (%s)", row.name, row.engine)
+    res = _run_worker(spec, out_dir / "rows", threads)
+    entry.update({k: v for k, v in res.items() if not (k == "size_mb" and v is None)})
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
+
+
 def bench(
     checkpoint: str | Path | None,
     *,
     models: Sequence[str | Path] = (),
     data: str | Path,
-    backends: Sequence[str] = BENCH_BACKENDS,
+    backends: Sequence[str] = ROW_NAMES,
     batches: Sequence[int] = (1,),
     warmup: int = 3,
     runs: int = 20,
     out: str | Path,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Benchmark ``checkpoint`` on every backend in ``backends`` (plus ready ``models`` files).
+    """Benchmark the rows named in ``backends`` on ``checkpoint`` and/or ready ``models`` files.
 
+    Given files (an FP32/FP16/INT8 ONNX export by its metadata, an engine by its suffix) are run
+    by the rows that need that kind of file; the others are exported from the checkpoint.
     Writes OUTDIR/bench.md, bench.json and bench.png and returns what bench.json holds. Rows
-    that cannot run say why (not available / export failed / validation failed / error); they
-    never stop the others. Latencies are percentiles over ``runs`` timed calls after ``warmup``
-    untimed ones, per batch size, on the preprocessed test split of ``data``.
+    that cannot run say why (skipped / failed / parity failed); they never stop the others.
+    Latencies are percentiles over ``runs`` timed calls after ``warmup`` untimed ones, per
+    batch size, on the preprocessed test split of ``data``.
     """
     from anodet.bench import report
+    from anodet.data.samples import discover
 
-    names = check_backends(backends)
+    rows = select_rows(backends)
     batches = list(dict.fromkeys(int(b) for b in batches))
     if not batches or min(batches) < 1:
         raise AnodetError(f"batch sizes must be positive integers, got {batches}")
@@ -181,75 +169,27 @@ def bench(
         raise AnodetError("give a checkpoint or at least one exported model to benchmark")
     if ckpt is not None and not ckpt.is_file():
         raise AnodetError(f"checkpoint {ckpt} not found")
-    model_paths = [Path(m) for m in models]
-    for m in model_paths:
-        if not m.is_file():
-            raise AnodetError(f"model file {m} not found")
+    given = classify(models)
     data = Path(data)
     if not data.is_dir():
         raise AnodetError(f"--data {data} does not exist or is not a folder")
-    from anodet.data.samples import discover
-
     if not discover(data, need_depth=False).test:
         raise AnodetError(f"--data {data} has no test split: the benchmark runs on test frames")
     out_dir = prepare_out_dir(Path(out))
-    art_dir, rows_dir = out_dir / "artifacts", out_dir / "rows"
-    art_dir.mkdir(exist_ok=True)
-    rows_dir.mkdir(exist_ok=True)
+    art_dir = out_dir / "artifacts"
+    for sub in (art_dir, out_dir / "rows"):
+        sub.mkdir(exist_ok=True)
 
     started = datetime.datetime.now(datetime.UTC)
     machine = report.machine_info()
-    arts = Artifacts(art_dir, ckpt, data, batches) if ckpt is not None else None
-    reference = None
-    if ckpt is not None and unavailable_reason("torch") is None:
-        reference = art_dir / "reference.npz"
-        try:
-            _reference_outputs(ckpt, data, min(8, max(batches)), reference)
-        except Exception as exc:  # noqa: BLE001 - parity is informative; never fatal
-            log.warning("no PyTorch reference outputs: %s", first_line(exc))
-            reference = None
-
+    arts = Artifacts(art_dir, ckpt, data, batches, given)
+    frames = max(PARITY_FRAMES, *batches)
+    reference = _reference_outputs(arts, data, frames, art_dir / "reference.npz", threads)
+    if "error" in reference:
+        log.warning("no parity reference: %s", reference["error"])
     common = {"data": str(data), "batches": batches, "warmup": warmup, "runs": runs, "threads": threads,
-              "checkpoint": str(ckpt) if ckpt else None, "reference": str(reference) if reference else None}
-    plan = [{"name": n, "backend": n} for n in names]
-    plan += [{"name": f"file:{m.name}", "backend": "auto", "artifact": str(m), "kind": "file"} for m in model_paths]
-    rows = []
-    for entry in plan:
-        name, backend = entry["name"], entry["backend"]
-        row: dict[str, Any] = {"name": name, "backend": backend, "status": "ok", "reason": None}
-        t0 = time.perf_counter()
-        why = unavailable_reason(backend) if entry.get("kind") != "file" else None
-        if why is None and entry.get("kind") != "file" and ckpt is None:
-            why = "no checkpoint given"
-        if why is not None:
-            row.update(status="not available", reason=why)
-            log.info("%s: not available on this machine (%s)", name, why)
-            rows.append(row)
-            continue
-        spec = {**common, "name": name, "eval_dir": str(out_dir / "eval" / name.replace(":", "_"))}
-        if entry.get("kind") == "file":
-            spec.update(kind="file", backend="auto", artifact=entry["artifact"], accuracy=True)
-            row["artifact"], row["size_mb"] = entry["artifact"], Path(entry["artifact"]).stat().st_size / 2**20
-        elif backend in ("torch", "torch-seed"):
-            spec.update(kind=backend, accuracy=backend == "torch")
-            if backend == "torch":
-                row["artifact"], row["size_mb"] = str(ckpt), ckpt.stat().st_size / 2**20
-        else:
-            art = arts.get(_ARTIFACT[backend])
-            if "error" in art:
-                row.update(status="export failed", reason=art["error"])
-                rows.append(row)
-                continue
-            run_with = _fp16_runtime() if backend == "onnx-fp16" else ("onnx-cpu" if backend == "onnx-int8" else backend)
-            spec.update(kind="onnx", backend=run_with, artifact=art["path"], accuracy=True)
-            row.update(artifact=art["path"], size_mb=art["size_mb"], export={k: v for k, v in art.items() if k != "path"})
-        log.info("measuring %s (%s)", name, spec.get("backend", backend))
-        res = _run_worker(spec, rows_dir, threads)
-        if res.get("status") == "error" and backend in GPU_BACKENDS and not res.get("latency"):
-            res["status"] = "not available"
-        row.update({k: v for k, v in res.items() if not (k == "size_mb" and v is None)})
-        row["seconds"] = time.perf_counter() - t0
-        rows.append(row)
+              "checkpoint": str(ckpt) if ckpt else None, "reference": reference.get("path"), "parity_frames": frames}
+    rows = [_measure(row, ckpt, arts, common, out_dir, threads) for row in rows]
 
     ref_batch = 1 if 1 in batches else batches[0]
     ref_row = next((r for r in rows if r["name"] == REFERENCE and r["status"] == "ok"), None)
@@ -260,7 +200,7 @@ def bench(
                                        if lat and ref_lat and lat["p50_ms_per_frame"] > 0 else None)
 
     stages = None
-    if ckpt is not None and unavailable_reason("torch") is None:
+    if ckpt is not None and unavailable_reason(select_rows(["torch"])[0]) is None:
         try:
             stages = _stage_breakdown(ckpt, data, warmup, runs, threads)
         except Exception as exc:  # noqa: BLE001 - the table is still worth writing
@@ -268,19 +208,31 @@ def bench(
             stages = {"error": first_line(exc)}
 
     result = {
-        "format": "anodet-bench/1",
+        "format": "anodet-bench/2",
         "anodet_version": __version__,
         "started": started.isoformat(timespec="seconds"),
         "seconds": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
         "checkpoint": str(ckpt) if ckpt else None,
-        "models": [str(m) for m in model_paths],
+        "models": {k: str(v) for k, v in given.items()},
         "data": str(data.resolve()),
-        "settings": {"backends": names, "batches": batches, "warmup": warmup, "runs": runs, "threads": threads,
-                     "reference": REFERENCE, "reference_batch": ref_batch,
+        "settings": {"backends": [r["name"] for r in rows], "batches": batches, "warmup": warmup, "runs": runs,
+                     "threads": threads, "reference": REFERENCE, "reference_batch": ref_batch,
                      "percentiles": "linear interpolation over the timed runs (numpy 'linear')"},
         "machine": machine,
+        "parity_reference": reference,
         "rows": rows,
         "stages": stages,
     }
     report.write_outputs(result, out_dir)
     return result
+
+
+def exit_status(result: dict[str, Any]) -> int:
+    """1 when a row disagrees with the ONNX Runtime CPU reference or when no row ran and one failed; else 0.
+
+    Rows skipped because this machine cannot run them (no GPU, no TensorRT) do not fail the run.
+    """
+    statuses = [r["status"] for r in result["rows"]]
+    if "parity failed" in statuses:
+        return 1
+    return 1 if "failed" in statuses and "ok" not in statuses else 0

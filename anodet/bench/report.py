@@ -35,7 +35,8 @@ def _mem_total_gb() -> float | None:
     return None
 
 
-def _gpus() -> list[str]:
+def gpus() -> list[str]:
+    """nvidia-smi's "name, memory, driver" line per NVIDIA GPU; empty without one."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
@@ -78,7 +79,7 @@ def machine_info() -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "memory_gb": _mem_total_gb(),
-        "gpus": _gpus(),
+        "gpus": gpus(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": _version("numpy"),
@@ -99,14 +100,22 @@ def _f(value: Any, fmt: str = ".1f", na: str = "n/a") -> str:
 
 
 def _status(row: dict[str, Any]) -> str:
-    status = row["status"]
-    if status == "not available":
-        status = "not available on this machine"
-    return status if not row.get("reason") else f"{status} ({row['reason']})"
+    return row["status"] if not row.get("reason") else f"{row['status']} ({row['reason']})"
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _parity(row: dict[str, Any]) -> str:
+    """max |difference| of map or score from onnx-cpu, and the verdict at the row's bound."""
+    par = row.get("parity")
+    if not par:
+        return "n/a"
+    worst = max(par["max_abs_map"], par["max_abs_score"])
+    if par["ok"] is None:
+        return f"{worst:.1e} (not gated)"
+    return f"{'ok' if par['ok'] else 'FAIL'} {worst:.1e} (bound {par['tolerance']:g})"
 
 
 def _busy_limit(result: dict[str, Any]) -> float:
@@ -127,38 +136,38 @@ def busy_rows(result: dict[str, Any]) -> list[str]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The main markdown table: one line per backend and batch size, settings above it."""
+    """The main markdown table: one line per row and batch size, settings above it."""
     s = result["settings"]
     ref = f"{s['reference']} at batch {s['reference_batch']}"
+    par = result.get("parity_reference") or {}
     lines = [
         (f"Latency percentiles over {s['runs']} timed runs after {s['warmup']} warm-up runs per batch size "
-        f"(threads: {s['threads'] or 'library default'}); speed-up = p50 per frame of {ref} / this row's."),
+         f"(threads: {s['threads'] or 'library default'}), host numpy in and out; speed-up = p50 per frame of "
+         f"{ref} / this row's. Parity: max |map or score difference| from onnx-cpu on "
+         + (f"the first {par['frames']} test frames." if "frames" in par else f"nothing ({par.get('error')}).")),
         "",
-        ("| backend | runs on | status | batch | p50 ms | p95 ms | p99 ms | p50 ms/frame | frames/s "
-        "| speed-up | peak RSS MB | size MB | image AUROC | AU-PRO |"),
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| backend | runs on | precision | status | batch | p50 ms | p95 ms | p99 ms | p50 ms/frame | frames/s "
+         "| speed-up | parity vs onnx-cpu | peak RSS MB | size MB | image AUROC | AU-PRO |"),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        lats = row.get("latency") or []
-        if row["status"] != "ok" or not lats:
-            lines.append(f"| {row['name']} | | {_cell(_status(row))} | | | | | | | | | "
-                         f"{_f(row.get('size_mb'))} | | |")
-            continue
+        lats = row.get("latency") or [{}]
         for i, lat in enumerate(lats):
             first = i == 0
-            speed = row.get("speedup_vs_reference") if lat["batch"] == s["reference_batch"] else None
-            if row["name"] == s["reference"] and lat["batch"] == s["reference_batch"]:
+            speed = row.get("speedup_vs_reference") if lat.get("batch") == s["reference_batch"] else None
+            if row["name"] == s["reference"] and lat.get("batch") == s["reference_batch"]:
                 speed_txt = "1.00x (ref)"
             else:
-                speed_txt = _f(speed, ".2f") + ("x" if speed is not None else "")
-            lines.append(
-                f"| {row['name'] if first else ''} | {_cell(row.get('runs_on', '')) if first else ''} | "
-                f"{'ok' if first else ''} | {lat['batch']} | {_f(lat['p50_ms'])} | {_f(lat['p95_ms'])} | "
-                f"{_f(lat['p99_ms'])} | {_f(lat['p50_ms_per_frame'])} | {_f(lat['throughput_fps'], '.2f')} | "
-                f"{speed_txt if speed is not None or row['name'] == s['reference'] else ''} | "
-                f"{_f(row.get('peak_rss_mb'), '.0f') if first else ''} | {_f(row.get('size_mb')) if first else ''} | "
-                f"{_f(row.get('image_auroc'), '.3f') if first else ''} | {_f(row.get('au_pro'), '.3f') if first else ''} |"
-            )
+                speed_txt = _f(speed, ".2f") + "x" if speed is not None else ""
+            head = [row["name"], _cell(row.get("runs_on", "")), row.get("precision", ""), _cell(_status(row))]
+            tail = [_parity(row) if row["status"] != "skipped" else "", _f(row.get("peak_rss_mb"), ".0f", ""),
+                    _f(row.get("size_mb"), ".1f", ""), _f(row.get("image_auroc"), ".3f", ""),
+                    _f(row.get("au_pro"), ".3f", "")]
+            timing = [str(lat.get("batch", "")), *(_f(lat.get(k), ".1f", "") for k in (
+                "p50_ms", "p95_ms", "p99_ms", "p50_ms_per_frame")), _f(lat.get("throughput_fps"), ".2f", ""),
+                speed_txt]
+            cells = (head if first else ["", "", "", ""]) + timing + (tail if first else [""] * 5)
+            lines.append("| " + " | ".join(cells) + " |")
     notes = []
     busy = busy_rows(result)
     if busy:
@@ -169,7 +178,7 @@ def format_table(result: dict[str, Any]) -> str:
         notes.append(f"speed-ups need the {s['reference']} row (add it to the backends).")
     if any(r["name"] == "torch-seed" for r in result["rows"]):
         notes.append("torch-seed is the seed-faithful latency reference (upsample then reduce, DFR widths on "
-                     "half the channels, random aligner/autoencoder weights): accuracy n/a by design.")
+                     "half the channels, random aligner/autoencoder weights): accuracy and parity n/a by design.")
     notes.append("peak RSS = VmHWM of the row's own process after the timed runs (model, runtime, test "
                  "frames; evaluation excluded).")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
@@ -225,8 +234,8 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join([
         "# anodet-bench",
         "",
-        (f"checkpoint `{result['checkpoint']}` on the test split of `{result['data']}`; "
-        f"total {result['seconds']:.0f} s."),
+        (f"checkpoint `{result['checkpoint']}`, files {result['models'] or 'none'}, on the test split of "
+         f"`{result['data']}`; total {result['seconds']:.0f} s."),
         "",
         "## Backends",
         "",

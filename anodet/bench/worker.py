@@ -2,16 +2,18 @@
 
     python -m anodet.bench.worker SPEC.json RESULT.json
 
-SPEC (written by anodet.bench.core) names the row kind (torch, torch-seed, onnx, file), the
-artifact and runtime backend, the data, batch sizes, warm-up and run counts. The worker loads
-the test split with the model's own preprocessing recipe, opens the model exactly as the
-runtime or the evaluator does, checks one batch against the output contract, times
-``predict`` per batch size, reads its peak RSS (VmHWM) and then, unless told not to, evaluates
-accuracy with ``evaluate_model(report=False)``. ONNX rows never import torch.
+SPEC (written by anodet.bench.core) holds the row's definition (anodet.bench.rows.Row), the
+file or checkpoint it runs, the data, batch sizes, warm-up and run counts and the ONNX Runtime
+CPU reference outputs. The worker loads the test split with the model's own preprocessing
+recipe, opens the model as the runtime or the evaluator does, checks one batch against the
+output contract and the reference, times ``predict`` per batch size (host numpy in and out,
+copies included), reads its peak RSS (VmHWM) and then, unless told not to, evaluates accuracy
+with ``evaluate_model(report=False)``. ONNX rows never import torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,17 +24,33 @@ from typing import Any
 
 import numpy as np
 
+from anodet.artifact import OUTPUTS, OutputError, check_outputs, compare_outputs
 from anodet.bench.timing import measure, peak_rss_mb, rss_mb, summarize
+from anodet.errors import AnodetError
 
 
-class ValidationError(Exception):
-    """The model ran but its outputs break the contract (shapes, dtypes, finite values)."""
+class _HalfTorch:
+    """The detector's FP16 forward on CUDA: the same mixed precision as the FP16 ONNX export."""
+
+    def __init__(self, det: Any, device: Any):
+        import copy
+
+        from anodet.export.onnx import ExportGraph
+
+        self.graph, self.device = ExportGraph(copy.deepcopy(det), fp16=True).to(device).eval(), device
+
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            d = torch.from_numpy(depth).to(self.device) if depth is not None else None
+            out = self.graph(torch.from_numpy(rgb).to(self.device), d)
+        return {k: v.cpu().numpy() for k, v in zip(OUTPUTS, out)}
 
 
-def _open(spec: dict[str, Any]):
-    """-> (predictor, ModelUnderTest-like facts: in_channels, preprocess spec, preset, runs_on, model_mb)."""
-    kind = spec["kind"]
-    if kind in ("torch", "torch-seed"):
+def _open(spec: dict[str, Any]) -> tuple[Any, int, Any, str, str, Any]:
+    """-> (predictor, in_channels, preprocess spec, preset, runs_on, detector or None)."""
+    if spec["engine"] == "torch":
         import torch
 
         from anodet.evaluation.evaluator import TorchPredictor
@@ -41,51 +59,40 @@ def _open(spec: dict[str, Any]):
         if spec.get("threads"):
             torch.set_num_threads(int(spec["threads"]))
         det = load_detector(spec["checkpoint"])
-        if kind == "torch-seed":
+        if spec["seed"]:
             from anodet.bench.stages import seed_detector
 
             det = seed_detector(det)
+        device = torch.device("cuda" if spec["gpu"] else "cpu")
+        where = torch.cuda.get_device_name(device) if spec["gpu"] else f"CPU, {torch.get_num_threads()} threads"
+        half = spec["precision"] == "fp16"
+        predictor = _HalfTorch(det, device) if half else TorchPredictor(det, device)
         cfg = det.cfg
-        runs_on = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
-        return (TorchPredictor(det, torch.device("cpu")), cfg.model.in_channels, cfg.data.preprocess, cfg.preset,
-                runs_on, det)
+        runs_on = f"PyTorch {torch.__version__} eager {spec['precision'].upper()}, {where}"
+        return predictor, cfg.model.in_channels, cfg.data.preprocess, cfg.preset, runs_on, det
     from anodet.runtime.backends import open_backend
 
-    be = open_backend(spec["artifact"], spec["backend"], spec.get("threads"))
+    be = open_backend(spec["artifact"], spec["engine"], spec.get("threads"))
     info = be.info
     return be, info.in_channels, info.preprocess, info.preset, be.name, None
 
 
-def validate(out: dict[str, np.ndarray], n: int, size: int) -> None:
-    """Raise ValidationError unless ``out`` holds the contract's outputs for n frames."""
-    want = {"score": ((n,), np.floating), "anomaly_map": ((n, size, size), np.floating),
-            "mask": ((n, size, size), np.integer)}
-    for key, (shape, kind) in want.items():
-        if key not in out:
-            raise ValidationError(f"output '{key}' missing")
-        arr = np.asarray(out[key])
-        if arr.shape != shape or not np.issubdtype(arr.dtype, kind):
-            raise ValidationError(f"output '{key}' is {arr.dtype} {arr.shape}, expected {shape}")
-    if not (np.isfinite(out["score"]).all() and np.isfinite(out["anomaly_map"]).all()):
-        raise ValidationError("non-finite scores or map values")
-    if not np.isin(out["mask"], (0, 1)).all():
-        raise ValidationError("mask holds values other than 0 and 1")
+def parity(out: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Differences from the ONNX Runtime CPU reference on the same first frames (None without one).
 
-
-def _parity(out: dict[str, np.ndarray], reference: Path | None, n: int) -> dict[str, float] | None:
-    """Differences from the PyTorch checkpoint's outputs on the same first frames."""
-    if reference is None or not reference.is_file():
+    ``ok`` is the verdict at the row's precision bound; None for rows that are not gated.
+    """
+    ref = spec.get("reference")
+    if not ref or not Path(ref).is_file() or spec["seed"]:
         return None
-    ref = np.load(reference)
-    k = min(n, ref["score"].shape[0])
-    if k == 0:
-        return None
-    return {
-        "frames": int(k),
-        "max_abs_score": float(np.abs(ref["score"][:k] - out["score"][:k]).max()),
-        "max_abs_map": float(np.abs(ref["anomaly_map"][:k] - out["anomaly_map"][:k]).max()),
-        "image_decisions_equal": float(np.mean((ref["score"][:k] > 0.5) == (out["score"][:k] > 0.5))),
-    }
+    with np.load(ref) as z:
+        reference = {k: z[k] for k in OUTPUTS}
+    bound = spec["precision"] if spec["gated"] else "fp16"  # ungated (INT8): report at the loosest bound
+    found = compare_outputs(reference, out, precision=bound)
+    res = {**dataclasses.asdict(found), "text": found.describe()}
+    if not spec["gated"]:
+        res.update(ok=None, tolerance=None)
+    return res
 
 
 def _load() -> float | None:
@@ -115,37 +122,33 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
         idx = (np.arange(b) + i * b) % n  # a different run of real frames per call
         return rgb[idx], None if depth is None else depth[idx]
 
-    k = min(n, max(spec["batches"]))
-    first = predictor.predict(rgb[:k], None if depth is None else depth[:k])
+    k = min(n, spec["parity_frames"])
     try:
-        validate(first, k, prep.image_size)
-    except ValidationError as exc:
-        return {**result, "status": "validation failed", "reason": str(exc)}
-    ref = spec.get("reference")
-    result["parity"] = _parity(first, Path(ref) if ref else None, k) if spec["kind"] != "torch-seed" else None
-
-    latency = []
+        first = check_outputs(predictor.predict(rgb[:k], None if depth is None else depth[:k]), k, prep.image_size)
+    except OutputError as exc:
+        return {**result, "status": "failed", "reason": f"outputs break the contract: {exc}"}
+    result["parity"] = parity(first, spec)
+    if result["parity"] and result["parity"]["ok"] is False:
+        result.update(status="parity failed", reason=f"disagrees with onnx-cpu: {result['parity']['text']}")
     result["load_before"] = _load()
+    result["latency"] = []
     for b in spec["batches"]:
-        times = measure(predictor.predict, warmup=spec["warmup"], runs=spec["runs"],
-                        inputs=lambda i, b=b: take(i, b))
-        latency.append({**summarize(times, b), "times_ms": times})
-    result["latency"] = latency
+        times = measure(predictor.predict, warmup=spec["warmup"], runs=spec["runs"], inputs=lambda i, b=b: take(i, b))
+        result["latency"].append({**summarize(times, b), "times_ms": times})
     result["load_after"] = _load()
     result["peak_rss_mb"] = peak_rss_mb()  # before evaluation: inference memory only
     result["torch_loaded"] = "torch" in sys.modules
-    if det is not None and spec["kind"] == "torch-seed":
+    if det is not None and spec["seed"]:
         from anodet.bench.stages import model_bytes
 
         result["size_mb"] = model_bytes(det) / 2**20
     result["image_auroc"] = result["au_pro"] = result["pixel_auroc"] = None
-    if spec.get("accuracy", True):
+    if spec["accuracy"]:
         from anodet.evaluation.evaluator import ModelUnderTest, evaluate_model
 
         mut = ModelUnderTest(spec["name"], predictor, in_channels, prep, preset)
         metrics = evaluate_model(mut, spec["data"], spec["eval_dir"], report=False)
-        result.update(image_auroc=metrics.get("image_auroc"), au_pro=metrics.get("au_pro"),
-                      pixel_auroc=metrics.get("pixel_auroc"))
+        result.update({k: metrics.get(k) for k in ("image_auroc", "au_pro", "pixel_auroc")})
     result["seconds"] = time.perf_counter() - t_start
     return result
 
@@ -157,12 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname).1s %(name)s: %(message)s")
     spec = json.loads(Path(argv[0]).read_text())
-    from anodet.errors import AnodetError
-
     try:
         result = measure_row(spec)
     except AnodetError as exc:
-        result = {"status": "error", "reason": str(exc)}
+        result = {"status": "failed", "reason": str(exc)}
     Path(argv[1]).write_text(json.dumps(result))
     return 0
 

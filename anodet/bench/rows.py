@@ -1,0 +1,97 @@
+"""The rows of ``anodet-bench``: one table of row definitions drives what is built, run and checked.
+
+Each row names the artifact it runs (a checkpoint, an FP32/FP16/INT8 ONNX file or a TensorRT
+engine; ``anodet.bench.artifacts`` knows how to make each), the engine that runs it (PyTorch or
+one of ``anodet.runtime.backends.BACKENDS``), its precision and its device. Every row is
+compared with ONNX Runtime CPU running the FP32 ONNX file (``anodet.artifact.compare_outputs``
+at the row's precision bound). Torch-free: the checks below import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from anodet.errors import AnodetError
+
+
+@dataclass(frozen=True)
+class Row:
+    """One way to run a model."""
+
+    name: str
+    engine: str  # "torch", or an anodet.runtime.backends backend name
+    artifact: str  # "checkpoint" or an anodet.bench.artifacts kind: fp32, fp16, int8, engine
+    precision: str  # fp32 / fp16 / int8
+    gpu: bool = False  # needs an NVIDIA GPU
+    gated: bool = True  # parity against ONNX Runtime CPU decides the exit status
+    accuracy: bool = True  # evaluate AUROC / AU-PRO on the test split
+    seed: bool = False  # the seed-faithful latency reference (random weights)
+
+
+ROWS = (
+    Row("torch", "torch", "checkpoint", "fp32"),
+    Row("torch-seed", "torch", "checkpoint", "fp32", gated=False, accuracy=False, seed=True),
+    Row("onnx-cpu", "onnx-cpu", "fp32", "fp32"),
+    Row("onnx-int8", "onnx-cpu", "int8", "int8", gated=False),  # INT8 has its own AUROC bound at export
+    Row("onnx-fp16", "onnx-cpu", "fp16", "fp16"),
+    Row("onnx-cuda", "onnx-cuda", "fp32", "fp32", gpu=True),
+    Row("onnx-cuda-fp16", "onnx-cuda", "fp16", "fp16", gpu=True),
+    Row("onnx-trt", "onnx-trt", "fp32", "fp32", gpu=True),
+    Row("tensorrt", "tensorrt", "engine", "fp16", gpu=True),
+    Row("torch-cuda", "torch", "checkpoint", "fp32", gpu=True),
+    Row("torch-cuda-fp16", "torch", "checkpoint", "fp16", gpu=True),
+)
+ROW_NAMES = tuple(r.name for r in ROWS)
+REFERENCE = "torch-seed"  # speed-ups are relative to this row at batch 1
+_BY_NAME = {r.name: r for r in ROWS}
+_EP = {"onnx-cuda": "CUDAExecutionProvider", "onnx-trt": "TensorrtExecutionProvider"}
+
+
+def select_rows(names: Sequence[str]) -> list[Row]:
+    """The rows named (deduplicated, in the given order); AnodetError naming the valid ones."""
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise AnodetError(f"unknown backend(s) {', '.join(unknown)}; valid: {', '.join(ROW_NAMES)}")
+    return [_BY_NAME[n] for n in names]
+
+
+def has_gpu() -> bool:
+    """Whether nvidia-smi lists an NVIDIA GPU here."""
+    from anodet.bench.report import gpus
+
+    return bool(gpus())
+
+
+def unavailable_reason(row: Row) -> str | None:
+    """Why ``row`` cannot run on this machine, or None when it can (as far as we can tell)."""
+    if row.gpu and not has_gpu():
+        return "no NVIDIA GPU on this machine (nvidia-smi lists none)"
+    if row.engine == "torch":
+        if importlib.util.find_spec("torch") is None:
+            return "torch not installed (pip install 'anodet[train]')"
+        if row.gpu:
+            import torch
+
+            if not torch.cuda.is_available():
+                return f"this PyTorch ({torch.__version__}) has no CUDA device"
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime not installed (pip install 'anodet[onnx]', or 'anodet[gpu]' for CUDA)"
+    wanted = _EP.get(row.engine)
+    if wanted and wanted not in ort.get_available_providers():
+        return f"this onnxruntime has no {wanted} (onnxruntime-gpu needed)"
+    if row.engine == "tensorrt":
+        from anodet.bench.artifacts import first_line
+        from anodet.gpu import gpu_properties, import_tensorrt
+
+        try:
+            import_tensorrt()
+            gpu_properties()
+        except (AnodetError, ImportError) as exc:
+            return first_line(exc, 200)
+    return None
