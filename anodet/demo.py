@@ -15,23 +15,13 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
+from anodet.bench.timing import measure, percentile
 from anodet.cli import _setup_logging, format_metrics, friendly
 
 
 def _step(title: str) -> None:
     click.secho(f"\n== {title}", bold=True)
-
-
-def _time(fn, runs: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 @click.command()
@@ -95,15 +85,15 @@ def main(out: Path, preset: str, epochs: int, frames: int) -> None:
     rgb_np, depth_np = parity_samples(det)
     rgb, depth = torch.from_numpy(rgb_np[:1]), torch.from_numpy(depth_np[:1])
     with torch.no_grad():
-        torch_ms = _time(lambda: det(rgb, depth), 10)
+        torch_ms = measure(lambda: det(rgb, depth), warmup=1, runs=10)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feed = {"rgb": rgb.numpy(), "depth": depth.numpy()}
-    ort_ms = _time(lambda: sess.run(None, feed), 10)
-    rows = [("PyTorch eager (checkpoint)", np.median(torch_ms)),
-            ("ONNX Runtime CPU, session.run", np.median(ort_ms)),
+    ort_ms = measure(lambda: sess.run(None, feed), warmup=1, runs=10)
+    rows = [("PyTorch eager (checkpoint)", percentile(torch_ms, 50)),
+            ("ONNX Runtime CPU, session.run", percentile(ort_ms, 50)),
             # Queue time is left out: in playback the reader runs ahead and frames wait their turn.
             ("runtime per frame (preprocess+infer+post)",
-             np.median([x["preprocess"] + x["inference"] + x["postprocess"] for x in lat]))]
+             percentile([x["preprocess"] + x["inference"] + x["postprocess"] for x in lat], 50))]
     click.echo(f"{'path':<44} {'p50 ms':>8}")
     for name, ms in rows:
         click.echo(f"{name:<44} {ms:>8.1f}")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from anodet.bench.timing import time_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORK = Path(tempfile.gettempdir()) / "anodet-benchmarks"
@@ -51,13 +52,10 @@ def interleaved(fns: dict[str, Callable[[], object]], *, warmup: int, runs: int)
     whichever variant happened to run in the quiet minute.
     """
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + runs):
+    for _ in range(warmup + runs):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append((time.perf_counter() - t0) * 1000.0)
-    return times
+            times[name].append(time_ms(fn))
+    return {name: t[warmup:] for name, t in times.items()}
 
 
 def sample_frames(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from anodet import config as cfgmod
+    from anodet.bench.timing import time_ms
     from anodet.checkpoint import read_checkpoint
     from anodet.data.arrays import load_arrays
     from anodet.data.samples import discover
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i in range(0, min(rgb.shape[0], 16), 8):  # per-image time of the fixed part, batches of 8
         r = torch.from_numpy(rgb[i : i + 8])
         d = torch.from_numpy(depth[i : i + 8]) if depth is not None else None
-        t0 = time.perf_counter()
-        det.features(r, d)
-        per_img.append((time.perf_counter() - t0) / r.shape[0])
+        per_img.append(time_ms(det.features, r, d) / 1000.0 / r.shape[0])
     per_img_s = statistics.median(per_img)
     estimate = per_img_s * (a.n_train + a.n_val) + epoch_med
     vrgb, vdepth = load_arrays(ds.val, cfg.data.preprocess, need_depth=cfg.model.in_channels == 4)

@@ -1,4 +1,7 @@
-"""Timing and memory primitives shared by ``anodet-bench``, its worker and benchmarks/. Torch-free."""
+"""The one timing loop and percentile of the tree, and memory readings (anodet-bench, runtime, benchmarks/).
+
+Torch-free and light: the torch-free runtime imports it.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
+def time_ms(fn: Callable[..., object], *args: object) -> float:
+    """Wall-clock milliseconds of one call ``fn(*args)`` (perf_counter)."""
+    t0 = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t0) * 1000.0
+
+
 def measure(fn: Callable[..., object], *, warmup: int, runs: int,
             inputs: Callable[[int], tuple] | None = None) -> list[float]:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times; return each run in ms.
@@ -37,14 +47,8 @@ def measure(fn: Callable[..., object], *, warmup: int, runs: int,
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
-    times = []
-    for i in range(warmup + runs):
-        args = inputs(i) if inputs is not None else ()
-        t0 = time.perf_counter()
-        fn(*args)
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+    times = [time_ms(fn, *(inputs(i) if inputs is not None else ())) for i in range(warmup + runs)]
+    return times[warmup:]
 
 
 def summarize(times_ms: Sequence[float], batch: int = 1) -> dict[str, float | int]:

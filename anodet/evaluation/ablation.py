@@ -9,13 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from anodet import config as cfgmod
+from anodet.bench.timing import measure, percentile
 from anodet.errors import AnodetError
 from anodet.experiment import prepare_out_dir
 
@@ -34,14 +32,8 @@ def forward_ms(checkpoint: Path, runs: int = 10) -> float:
     rgb, depth = parity_samples(det)
     r = torch.from_numpy(rgb[:1])
     d = torch.from_numpy(depth[:1]) if depth is not None else None
-    times = []
     with torch.no_grad():
-        det(r, d)
-        for _ in range(runs):
-            t = time.perf_counter()
-            det(r, d)
-            times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
+        return percentile(measure(lambda: det(r, d), warmup=1, runs=runs), 50)
 
 
 def ablate(data: str | Path, out: str | Path, *, presets: list[str], weights: str = "none",
