@@ -6,7 +6,7 @@
 
 Each script prints its markdown table and writes benchmarks/results/<name>.json; this one
 prints them in turn and writes benchmarks/results/run_all.json (exit codes and durations).
-benchmarks/tune_defaults.py and gpu_check.py are not part of the run (see their own headers).
+benchmarks/tune_defaults.py is not part of the run (see its header); GPU rows are `anodet-bench`'s.
 """
 
 from __future__ import annotations
