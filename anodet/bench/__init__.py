@@ -12,27 +12,18 @@ process), stages (per-stage time and MACs, the seed-faithful reference; needs to
 Importing this package does not import torch.
 """
 
-from anodet.bench.core import bench, exit_status
-from anodet.bench.report import format_report, format_stages, format_table, machine_info
-from anodet.bench.rows import REFERENCE, ROW_NAMES, ROWS, Row, select_rows, unavailable_reason
-from anodet.bench.timing import measure, peak_rss_mb, percentile, rss_mb, summarize
+import importlib
+from typing import Any
 
-__all__ = [
-    "REFERENCE",
-    "ROWS",
-    "ROW_NAMES",
-    "Row",
-    "bench",
-    "exit_status",
-    "format_report",
-    "format_stages",
-    "format_table",
-    "machine_info",
-    "measure",
-    "peak_rss_mb",
-    "percentile",
-    "rss_mb",
-    "select_rows",
-    "summarize",
-    "unavailable_reason",
-]
+# Loaded on first use, so the torch-free runtime importing anodet.bench.timing loads nothing else.
+_HOME = {"bench": "core", "exit_status": "core", "format_report": "report", "format_stages": "report",
+         "format_table": "report", "machine_info": "report", "REFERENCE": "rows", "ROW_NAMES": "rows",
+         "ROWS": "rows", "Row": "rows", "select_rows": "rows", "unavailable_reason": "rows", "measure": "timing",
+         "peak_rss_mb": "timing", "percentile": "timing", "rss_mb": "timing", "summarize": "timing"}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'anodet.bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"anodet.bench.{_HOME[name]}"), name)
