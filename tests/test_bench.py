@@ -213,3 +213,17 @@ def test_cli_exit_status_from_files(tmp_path, trained, synth_data, exported, no_
     res = CliRunner().invoke(bench_cmd, ["--model", str(exported), "--backends", "tensorrt,openvino", *common,
                                          "--out", str(tmp_path / "c")])
     assert res.exit_code == 2 and "error: unknown backend(s) openvino" in res.output
+
+
+@pytest.mark.gpu
+def test_gpu_rows_agree_with_onnx_cpu(tmp_path, trained, synth_data):
+    """On a GPU machine: every GPU row that can run here runs, and agrees with ONNX Runtime CPU."""
+    runnable = [r.name for r in select_rows(GPU_ROWS) if rowmod.unavailable_reason(r) is None]
+    if not runnable:
+        pytest.skip("no GPU row can run here (no NVIDIA GPU, or no CUDA torch/onnxruntime-gpu/TensorRT)")
+    result = bench(trained / "checkpoints" / "best.pt", data=synth_data, backends=["onnx-cpu", *runnable],
+                   batches=(1, 4), warmup=2, runs=5, out=tmp_path / "bench")
+    rows = {r["name"]: r for r in result["rows"]}
+    for name in runnable:
+        assert rows[name]["status"] == "ok" and rows[name]["parity"]["ok"], rows[name]
+    assert exit_status(result) == 0
