@@ -234,8 +234,9 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join([
         "# anodet-bench",
         "",
-        (f"checkpoint `{result['checkpoint']}`, files {result['models'] or 'none'}, on the test split of "
-         f"`{result['data']}`; total {result['seconds']:.0f} s."),
+        ", ".join([f"checkpoint `{result['checkpoint']}`"] * bool(result["checkpoint"])
+                  + [f"{kind} file `{path}`" for kind, path in result["models"].items()])
+        + f" on the test split of `{result['data']}`; total {result['seconds']:.0f} s.",
         "",
         "## Backends",
         "",
