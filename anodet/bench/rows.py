@@ -9,6 +9,7 @@ at the row's precision bound). Torch-free: the checks below import nothing heavy
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ def select_rows(names: Sequence[str]) -> list[Row]:
     return [_BY_NAME[n] for n in names]
 
 
+@functools.cache  # nvidia-smi takes a while; asked once per GPU row otherwise
 def has_gpu() -> bool:
     """Whether nvidia-smi lists an NVIDIA GPU here."""
     from anodet.bench.report import gpus
