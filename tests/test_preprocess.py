@@ -18,6 +18,7 @@ from anodet.preprocess import (
     remove_plane,
     resize_depth,
     resize_mask,
+    smooth_depth,
     to_depth,
 )
 
@@ -214,5 +215,49 @@ def test_load_rgb_and_mask(tmp_path):
 
 
 def test_spec_round_trip():
-    spec = PreprocessSpec(image_size=64, fill_holes=False, remove_plane=True)
+    spec = PreprocessSpec(image_size=64, fill_holes=False, remove_plane=True, depth_sigma=1.5)
     assert PreprocessSpec.from_dict({**spec.to_dict(), "extra": 1}) == spec
+
+
+# --- depth smoothing ------------------------------------------------------------------------
+
+def test_smooth_depth_removes_z16_steps_and_keeps_a_dent():
+    # A tilted plane in 1 mm steps (what z16 stores) with a 4 mm dent 12 px across.
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    true = 0.5 + 0.0002 * xx
+    true -= 0.004 * np.exp(-((xx - 32) ** 2 + (yy - 32) ** 2) / (2 * 4.0**2))
+    steps = np.round(true / 0.001) * 0.001
+    out = smooth_depth(steps, 2.0)
+    flat = (slice(6, 16), slice(8, -8))  # rows far from the dent
+    assert np.abs(out - true)[flat].max() < 0.3 * np.abs(steps - true)[flat].max()
+    def dent(d):  # centre against the mean of two points as far left and right: no slope
+        return d[32, 32] - (d[32, 8] + d[32, 56]) / 2
+
+    assert dent(true) < -0.0039 and dent(out) < -0.002  # most of the 4 mm dent stays
+
+
+def test_smooth_depth_ignores_holes():
+    d = np.full((20, 20), 0.5, np.float32)
+    d[5:8, 5:8] = 0  # missing: must neither pull neighbours towards 0 nor get filled
+    out = smooth_depth(d, 2.0)
+    assert (out[5:8, 5:8] == 0).all()
+    np.testing.assert_allclose(out[d > 0], 0.5, atol=1e-6)
+
+
+def test_prepare_frame_smoothing_scales_sigma_to_the_frame():
+    # The same scene at 64 px and 128 px must give (nearly) the same 32 px model input.
+    rng = np.random.default_rng(0)
+    small = (0.5 + 0.001 * rng.standard_normal((64, 64))).astype(np.float32)
+    big = cv2.resize(small, (128, 128), interpolation=cv2.INTER_NEAREST)
+    spec = PreprocessSpec(image_size=32, depth_sigma=1.5)
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    _, a = prepare_frame(rgb, small, spec)
+    _, b = prepare_frame(cv2.resize(rgb, (128, 128)), big, spec)
+    _, raw = prepare_frame(rgb, small, PreprocessSpec(image_size=32))
+    assert np.abs(a - b).max() < 0.25 * raw.std()
+    assert a.std() < 0.5 * raw.std()  # and it smooths
+
+
+def test_spec_without_depth_sigma_loads_as_before():
+    old = {"image_size": 64, "fill_holes": True, "remove_plane": False}  # an older artifact
+    assert PreprocessSpec.from_dict(old).depth_sigma == 0.0
