@@ -171,12 +171,18 @@ def discover(root: str | Path, *, need_depth: bool = True, val_fraction: float =
              seed: int = 0) -> Dataset:
     """Find the images of a dataset in either layout (detected from the folder names).
 
-    Without a validation split, ``val_fraction`` of the training images is held out,
+    ``root`` may also be a ``.db3``/``.bag`` RealSense recording of good parts
+    (``anodet.data.recording``). Without a validation split, ``val_fraction`` of the training
+    images is held out,
     chosen by ``seed``. ``need_depth=False`` (RGB-only models) accepts missing depth files.
     """
     root = Path(root)
     if not root.exists():
         raise AnodetError(f"dataset root {root} does not exist")
+    if root.suffix.lower() in (".db3", ".bag") and root.is_file():
+        from anodet.data.recording import recording_dataset  # pyrealsense2 only when needed
+
+        root = recording_dataset(root)  # a recording of good parts: train/normal only
     if not root.is_dir():
         raise AnodetError(f"dataset root {root} is not a directory; {_EXPECTED}")
     if not 0.0 <= val_fraction < 1.0:
