@@ -242,3 +242,30 @@ def test_train_data_can_be_a_recording(tmp_path, rec, monkeypatch):
     again = discover(rec, val_fraction=0.25, seed=0)  # the cached extraction, same split
     assert [s.rgb_path for s in again.val] == [s.rgb_path for s in ds.val]
     assert len(list((tmp_path / "cache" / "recordings").iterdir())) == 1
+
+
+def test_own_camera_walkthrough(tmp_path, tiny_yaml, monkeypatch):
+    """README "Your own camera": recording -> anodet-capture -> train -> export -> run."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from anodet.data.synthetic import make_frame
+
+    rng = np.random.default_rng(0)
+    good = [make_frame(rng, 64, None)[:2] for _ in range(12)]
+    line = [make_frame(rng, 64, kind)[:2] for kind in (None, "geometry", None, "crack")]
+    write_recording(tmp_path / "good.db3", good)
+    write_recording(tmp_path / "line.db3", line)
+    runner, ds = CliRunner(), tmp_path / "parts"
+    steps = [
+        ["capture", "--source", tmp_path / "good.db3", "--out", ds, "--split", "train/normal", "--no-progress"],
+        ["train", "--config", tiny_yaml, "--data", ds, "--out", tmp_path / "exp", "--epochs", "2",
+         "--weights", "none", "--device", "cpu"],
+        ["export", "onnx", "--checkpoint", tmp_path / "exp" / "checkpoints" / "best.pt", "-o", tmp_path / "m.onnx"],
+        ["run", "--model", tmp_path / "m.onnx", "--source", tmp_path / "line.db3",
+         "--events", tmp_path / "events.jsonl"],
+    ]
+    for args in steps:
+        res = runner.invoke(main, [str(a) for a in args])
+        assert res.exit_code == 0, (args[0], res.output)
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert len(events) == len(line) and all(np.isfinite(e["score"]) for e in events)
