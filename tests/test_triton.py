@@ -88,9 +88,52 @@ def test_onnx_repository_matches_graph(tmp_path):
     amap, mask = tensor_by_name(cfg.output, "anomaly_map"), tensor_by_name(cfg.output, "mask")
     assert (amap.data_type, list(amap.dims)) == (fp32, [S, S])
     assert (mask.data_type, list(mask.dims)) == (u8, [S, S])
-    assert len(cfg.instance_group) == 0  # one instance: Triton's default placement
+    group = cfg.instance_group[0]
+    assert (group.count, group.kind) == (1, model_config_pb2.ModelInstanceGroup.KIND_AUTO)
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 1000
+    assert cfg.version_policy.latest.num_versions == 1
     info = info_from_json((model_dir / "anodet.json").read_text())
     assert info.image_size == S and info.needs_depth and info.score_scale == 2.0
+    # the contract travels in the config itself, so a client reads it from the server
+    assert info_from_json(cfg.parameters["anodet"].string_value) == info
+    assert not cfg.optimization.HasField("execution_accelerators")  # TensorRT EP only as a comment
+    assert 'name: "tensorrt"' in (model_dir / "config.pbtxt").read_text()
+
+
+def test_onnxruntime_flavour_with_tensorrt_accelerator(tmp_path):
+    model = make_onnx(tmp_path / "model.onnx")
+    cfg = parse_config(write_repository(model, tmp_path / "repo", flavour="onnxruntime",
+                                        gpu_accelerator=True, queue_delay_us=500))
+    (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
+
+
+def test_python_flavour_takes_camera_frames(tmp_path):
+    model = make_onnx(tmp_path / "b1.onnx", batch=1)  # a fixed batch: the runtime chunks it
+    model_dir = write_repository(model, tmp_path / "repo", flavour="python", name="line3",
+                                 max_batch=4, instances=2, threads=1)
+    cfg = parse_config(model_dir)
+    assert cfg.backend == "python" and not cfg.platform and cfg.max_batch_size == 4
+    assert list(tensor_by_name(cfg.input, "rgb").dims) == [-1, -1, 3]  # any frame size
+    assert list(tensor_by_name(cfg.input, "depth").dims) == [-1, -1]
+    assert list(tensor_by_name(cfg.output, "anomaly_map").dims) == [S, S]
+    group = cfg.instance_group[0]
+    assert (group.count, group.kind) == (2, model_config_pb2.ModelInstanceGroup.KIND_CPU)
+    assert cfg.parameters["anodet_frames"].string_value == "camera"
+    assert cfg.parameters["onnx_threads"].string_value == "1"
+    assert info_from_json(cfg.parameters["anodet"].string_value).batch == 1
+    assert (model_dir / "1" / "model.onnx").read_bytes() == model.read_bytes()
+    assert "from anodet.runtime.triton_model import TritonPythonModel" in (model_dir / "1" / "model.py").read_text()
+
+
+def test_flavour_must_fit_the_file(tmp_path):
+    model = make_onnx(tmp_path / "model.onnx")
+    with pytest.raises(AnodetError, match="valid: onnxruntime, tensorrt, python"):
+        write_repository(model, tmp_path / "repo", flavour="tf")
+    with pytest.raises(AnodetError, match="anodet-export tensorrt"):
+        write_repository(model, tmp_path / "repo", flavour="tensorrt")
+    assert not (tmp_path / "repo" / "anodet").exists()
 
 
 def test_rgb_only_and_instances(tmp_path):
@@ -189,6 +232,8 @@ def test_engine_repository_from_sidecar(tmp_path):
     assert json.loads((model_dir / "1" / "model.plan.json").read_text())["gpu_name"] == "Orin"
     with pytest.raises(AnodetError, match="built for batches 1..8"):
         write_repository(engine, tmp_path / "repo2", max_batch=16)
+    with pytest.raises(AnodetError, match="use flavour 'tensorrt'"):
+        write_repository(engine, tmp_path / "repo3", flavour="python")
 
 
 def test_tiny_graph_runs(tmp_path):

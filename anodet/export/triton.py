@@ -1,17 +1,20 @@
-"""Write a Triton Inference Server model repository for an anodet ONNX model or TensorRT engine.
+"""Write a Triton Inference Server model repository for an anodet model, in one of three flavours.
 
 Layout::
 
-    REPO/<name>/config.pbtxt
-    REPO/<name>/anodet.json          the anodet metadata: threshold, preprocessing, I/O
-    REPO/<name>/1/model.onnx         or model.plan (+ model.plan.json, the engine sidecar)
+    REPO/<name>/config.pbtxt        batching, instances, version policy, the anodet metadata
+    REPO/<name>/anodet.json         the same metadata, readable
+    REPO/<name>/1/model.onnx        onnxruntime flavour (and the python flavour's model)
+    REPO/<name>/1/model.plan        tensorrt flavour (+ model.plan.json, the engine sidecar)
+    REPO/<name>/1/model.py          python flavour: anodet.runtime.triton_model
 
-Batching: with ``max_batch_size > 0`` Triton owns the leading batch dim, so ``dims`` leave it
-out, and the batch-only ``score`` output is declared ``dims: [ 1 ]`` with
-``reshape: { shape: [ ] }`` (Triton needs non-empty dims). A model exported with a fixed batch
-(for example 1) cannot be batched by Triton: it gets ``max_batch_size: 0``, full dims and no
-dynamic batcher, and clients send exactly that batch. Re-export with a dynamic batch to let
-Triton batch requests.
+Flavours (FLAVOURS):
+  onnxruntime  the ONNX graph in Triton's onnxruntime backend (CPU or GPU; the TensorRT
+               execution provider is written as a comment, or for real with gpu_accelerator);
+  tensorrt     a plan built by ``anodet-export tensorrt`` (GPU only);
+  python       anodet's torch-free runtime (ONNX Runtime CPU) in Triton's Python backend, with
+               preprocessing: clients send camera-resolution frames of any size.
+Config text: :mod:`anodet.export.triton_config`.
 """
 
 from __future__ import annotations
@@ -21,13 +24,11 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import anodet
 from anodet.artifact import (
     ENGINE_SUFFIXES,
+    INPUT_RGB,
     METADATA_KEY,
     OUTPUTS,
     info_from_metadata,
@@ -36,106 +37,33 @@ from anodet.artifact import (
     sidecar_path,
 )
 from anodet.errors import AnodetError
+from anodet.runtime.triton_model import CAMERA_FRAMES, FRAMES_PARAM, THREADS_PARAM
+from anodet.export.triton_config import (
+    TRT_ACCELERATOR,
+    Serving,
+    TensorSpec,
+    engine_io,
+    onnx_io,
+    render_config,
+)
 
 log = logging.getLogger(__name__)
 
-TRITON_TYPES = {
-    "bool": "TYPE_BOOL",
-    "uint8": "TYPE_UINT8",
-    "int8": "TYPE_INT8",
-    "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16",
-    "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-}
+FLAVOURS = ("onnxruntime", "tensorrt", "python")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_PY = '''"""Triton Python-backend entry point written by `anodet-export triton --flavour python`.
 
+The model code is anodet's torch-free runtime (anodet.runtime.triton_model): install
+anodet[onnx] into the Python environment Triton's Python backend runs (the python3 on PATH).
+"""
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str  # numpy dtype name
-    shape: tuple[int, ...]  # -1 = dynamic
-
-
-def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Graph inputs (initializers excluded) and outputs of an ONNX file."""
-    try:
-        import onnx
-        from onnx import helper
-    except ImportError:
-        raise AnodetError("reading ONNX inputs and outputs needs onnx: pip install onnx") from None
-    model = onnx.load(str(path), load_external_data=False)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise AnodetError(
-            f"{path} keeps its weights in external files; export it as a single .onnx file"
-        )
-    weights = {t.name for t in model.graph.initializer}
-
-    def spec(value: Any) -> TensorSpec:
-        tt = value.type.tensor_type
-        dims = tuple(
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim
-        )
-        return TensorSpec(value.name, helper.tensor_dtype_to_np_dtype(tt.elem_type).name, dims)
-
-    return (
-        [spec(v) for v in model.graph.input if v.name not in weights],
-        [spec(v) for v in model.graph.output],
-    )
-
-
-def engine_io(sidecar: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """I/O of an engine from its sidecar (the plan itself needs TensorRT and a GPU to read)."""
-
-    def spec(raw: dict[str, Any]) -> TensorSpec:
-        return TensorSpec(raw["name"], raw["dtype"], tuple(int(d) for d in raw["shape"]))
-
-    return [spec(t) for t in sidecar["inputs"]], [spec(t) for t in sidecar["outputs"]]
-
-
-def _tensor_block(spec: TensorSpec, batched: bool) -> str:
-    if spec.dtype not in TRITON_TYPES:
-        raise AnodetError(f"tensor {spec.name} has dtype {spec.dtype}, which Triton cannot serve")
-    dims = list(spec.shape[1:] if batched else spec.shape)
-    lines = ["  {", f'    name: "{spec.name}"', f"    data_type: {TRITON_TYPES[spec.dtype]}"]
-    if dims:
-        lines.append(f"    dims: [ {', '.join(str(d) for d in dims)} ]")
-    else:  # a batch-only tensor such as score [N]
-        lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
-    return "\n".join(lines + ["  }"])
-
-
-def render_config(
-    name: str,
-    platform: str,
-    inputs: list[TensorSpec],
-    outputs: list[TensorSpec],
-    *,
-    max_batch_size: int,
-    instances: int,
-    source: str,
-) -> str:
-    """The config.pbtxt text (protobuf text format of Triton's ModelConfig)."""
-    batched = max_batch_size > 0
-    parts = [
-        f"# Written by anodet {anodet.__version__} from {source}.",
-        "# Preprocessing, decision threshold and score meaning: anodet.json beside this file.",
-        f'name: "{name}"',
-        f'platform: "{platform}"',
-        f"max_batch_size: {max_batch_size}",
-        "input [\n" + ",\n".join(_tensor_block(t, batched) for t in inputs) + "\n]",
-        "output [\n" + ",\n".join(_tensor_block(t, batched) for t in outputs) + "\n]",
-    ]
-    if batched:
-        parts.append("dynamic_batching { }")
-    # A plan only runs on a GPU. ONNX Runtime runs anywhere: KIND_AUTO lets Triton pick the GPU
-    # when there is one and the CPU otherwise (Triton's default when no group is given).
-    kind = "KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO"
-    if kind == "KIND_GPU" or instances > 1:
-        parts.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]")
-    return "\n".join(parts) + "\n"
+from anodet.runtime.triton_model import TritonPythonModel  # noqa: F401
+'''
+_ORT_COMMENTS = (
+    "GPU servers: instances of KIND_AUTO run on the GPU with the CUDA execution provider when",
+    "there is one. For the TensorRT execution provider add (or export with --gpu-accelerator):",
+    *TRT_ACCELERATOR.splitlines(),
+)
 
 
 def _batch_dim(inputs: list[TensorSpec], outputs: list[TensorSpec], source: Path) -> int:
@@ -146,39 +74,67 @@ def _batch_dim(inputs: list[TensorSpec], outputs: list[TensorSpec], source: Path
     return firsts.pop()
 
 
+def _camera_inputs(inputs: list[TensorSpec]) -> list[TensorSpec]:
+    """The python flavour's inputs: any frame size (N x H x W x 3 rgb, N x H x W depth)."""
+    return [TensorSpec(t.name, t.dtype, (-1,) * (len(t.shape) - 1) + t.shape[-1:])
+            if t.name == INPUT_RGB else TensorSpec(t.name, t.dtype, (-1,) * len(t.shape)) for t in inputs]
+
+
+def _check_flavour(flavour: str | None, model_path: Path) -> str:
+    engine = model_path.suffix.lower() in ENGINE_SUFFIXES
+    if model_path.suffix.lower() != ".onnx" and not engine:
+        raise AnodetError(f"unsupported model file {model_path}; expected .onnx, .engine or .plan")
+    flavour = flavour or ("tensorrt" if engine else "onnxruntime")
+    if flavour not in FLAVOURS:
+        raise AnodetError(f"unknown Triton flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
+    if flavour == "tensorrt" and not engine:
+        raise AnodetError(
+            f"flavour 'tensorrt' serves a plan: build one from {model_path.name} on the server's "
+            "GPU with `anodet-export tensorrt --min-batch 1 --max-batch N` and pass the .engine"
+        )
+    if flavour != "tensorrt" and engine:
+        raise AnodetError(f"{model_path.name} is a TensorRT engine: use flavour 'tensorrt'")
+    return flavour
+
+
 def write_repository(
     model_path: str | Path,
     repo_dir: str | Path,
     *,
+    flavour: str | None = None,
     name: str = "anodet",
     max_batch: int = 8,
     instances: int = 1,
+    queue_delay_us: int = 1000,
+    threads: int | None = None,
+    gpu_accelerator: bool = False,
     force: bool = False,
 ) -> Path:
     """Write ``repo_dir/<name>/`` for an anodet ``.onnx`` or ``.engine``/``.plan``; return that dir.
 
-    Other models already in ``repo_dir`` are left alone; an existing ``<name>`` dir is only
-    replaced with ``force=True``.
+    flavour: one of FLAVOURS (default: tensorrt for engines, onnxruntime for ONNX); threads: ONNX
+    Runtime threads per instance (python flavour); gpu_accelerator: write the TensorRT execution
+    provider into an onnxruntime config. Other models in ``repo_dir`` are left alone; an
+    existing ``<name>`` dir is only replaced with ``force=True``.
     """
     model_path, repo_dir = Path(model_path), Path(repo_dir)
     if not _NAME.match(name):
         raise AnodetError(f"model name {name!r} must be letters, digits, '_', '-' or '.'")
-    if max_batch < 1 or instances < 1:
-        raise AnodetError(f"max_batch and instances must be >= 1, got {max_batch} and {instances}")
+    if max_batch < 1 or instances < 1 or queue_delay_us < 0 or (threads is not None and threads < 1):
+        raise AnodetError(
+            f"max_batch, instances and threads must be >= 1 and queue_delay_us >= 0, got "
+            f"{max_batch}, {instances}, {threads} and {queue_delay_us}"
+        )
     if not model_path.is_file():
         raise AnodetError(f"model file not found: {model_path}")
-    suffix = model_path.suffix.lower()
-    if suffix == ".onnx":
-        metadata = read_onnx_metadata(model_path)
-        inputs, outputs = onnx_io(model_path)
-        platform, filename = "onnxruntime_onnx", "model.onnx"
-    elif suffix in ENGINE_SUFFIXES:
+    flavour = _check_flavour(flavour, model_path)
+    if flavour == "tensorrt":
         sidecar = read_sidecar(model_path)
         metadata = sidecar["onnx_metadata"]
         inputs, outputs = engine_io(sidecar)
-        platform, filename = "tensorrt_plan", "model.plan"
     else:
-        raise AnodetError(f"unsupported model file {model_path}; expected .onnx, .engine or .plan")
+        metadata = read_onnx_metadata(model_path)
+        inputs, outputs = onnx_io(model_path)
     info = info_from_metadata(metadata, str(model_path))  # refuses non-anodet models
     names_in, names_out = [t.name for t in inputs], [t.name for t in outputs]
     if sorted(names_in) != sorted(info.input_names) or not set(OUTPUTS) <= set(names_out):
@@ -188,22 +144,35 @@ def write_repository(
         )
 
     batch = _batch_dim(inputs, outputs, model_path)
-    max_batch_size = max_batch if batch == -1 else 0
-    if batch != -1:
-        log.warning(
-            "%s has a fixed batch of %d: Triton cannot batch it (max_batch_size 0)",
-            model_path,
-            batch,
-        )
-    elif platform == "tensorrt_plan":
+    # the python flavour chunks and pads batches itself (anodet.artifact.run_batched)
+    max_batch_size = max_batch if batch == -1 or flavour == "python" else 0
+    if max_batch_size == 0:
+        log.warning("%s has a fixed batch of %d: Triton cannot batch it (max_batch_size 0); "
+                    "re-export with a dynamic batch", model_path, batch)
+    elif flavour == "tensorrt":
         profile = sidecar["inputs"][0]["profile"]
         lo, hi = int(profile["min"][0]), int(profile["max"][0])
         if lo != 1 or max_batch > hi:
             raise AnodetError(
-                f"engine {model_path} was built for batches {lo}..{hi}; "
-                f"Triton sends 1..{max_batch}. "
+                f"engine {model_path} was built for batches {lo}..{hi}; Triton sends 1..{max_batch}. "
                 f"Rebuild with min_batch=1 and max_batch>={max_batch}, or pass max_batch<={hi}"
             )
+    serving = Serving(max_batch_size, queue_delay_us, instances,
+                      {"tensorrt": "KIND_GPU", "python": "KIND_CPU"}.get(flavour, "KIND_AUTO"))
+    runner, filename, comments, extra = ("platform", "onnxruntime_onnx"), "model.onnx", (), ()
+    if flavour == "tensorrt":
+        runner, filename = ("platform", "tensorrt_plan"), "model.plan"
+    elif flavour == "python":
+        runner = ("backend", "python")
+        params = {FRAMES_PARAM: CAMERA_FRAMES, **({THREADS_PARAM: str(threads)} if threads else {})}
+        serving = Serving(max_batch_size, queue_delay_us, instances, "KIND_CPU", parameters=params)
+        inputs = _camera_inputs(inputs)
+    elif gpu_accelerator:
+        extra = (TRT_ACCELERATOR,)
+    else:
+        comments = _ORT_COMMENTS
+    config = render_config(name, runner, inputs, outputs, serving, source=model_path.name,
+                           metadata=metadata[METADATA_KEY], comments=comments, extra=extra)
 
     model_dir = repo_dir / name
     if model_dir.exists() and not force:
@@ -214,17 +183,10 @@ def write_repository(
     try:
         (staging / "1").mkdir()
         shutil.copyfile(model_path, staging / "1" / filename)
-        if platform == "tensorrt_plan":  # keeps read_info/check_engine_compat working on the copy
+        if flavour == "tensorrt":  # keeps read_info/check_engine_compat working on the copy
             shutil.copyfile(sidecar_path(model_path), staging / "1" / (filename + ".json"))
-        config = render_config(
-            name,
-            platform,
-            inputs,
-            outputs,
-            max_batch_size=max_batch_size,
-            instances=instances,
-            source=model_path.name,
-        )
+        if flavour == "python":
+            (staging / "1" / "model.py").write_text(MODEL_PY)
         (staging / "config.pbtxt").write_text(config)
         meta = json.loads(metadata[METADATA_KEY])
         (staging / "anodet.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -234,5 +196,5 @@ def write_repository(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("wrote Triton model %s (%s, max_batch_size %d)", model_dir, platform, max_batch_size)
+    log.info("wrote Triton model %s (%s flavour, max_batch_size %d)", model_dir, flavour, max_batch_size)
     return model_dir
