@@ -260,23 +260,72 @@ def export_tensorrt_cmd(model, output, fp16, min_batch, opt_batch, max_batch, wo
 @export_group.command("triton")
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="anodet .onnx or .engine")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="model repository folder")
+@click.option("--flavour", type=click.Choice(["onnxruntime", "tensorrt", "python"]),
+              help="Triton backend [default: tensorrt for engines, onnxruntime for .onnx]; python = anodet's "
+                   "runtime with preprocessing (clients send camera frames)")
 @click.option("--name", default="anodet", show_default=True)
 @click.option("--max-batch", default=8, show_default=True)
 @click.option("--instances", default=1, show_default=True)
+@click.option("--queue-delay-us", default=1000, show_default=True, help="dynamic batcher's wait to fill a batch")
+@click.option("--threads", type=int, help="python flavour: ONNX Runtime threads per instance")
+@click.option("--gpu-accelerator", is_flag=True, help="onnxruntime flavour: TensorRT execution provider on GPUs")
 @click.option("--force", is_flag=True)
 @friendly
-def export_triton_cmd(model, output, name, max_batch, instances, force):
+def export_triton_cmd(model, output, flavour, name, max_batch, instances, queue_delay_us, threads,
+                      gpu_accelerator, force):
     """Write a Triton Inference Server model repository."""
     from anodet.export.triton import write_repository
 
-    path = write_repository(model, output, name=name, max_batch=max_batch, instances=instances, force=force)
+    path = write_repository(model, output, flavour=flavour, name=name, max_batch=max_batch, instances=instances,
+                            queue_delay_us=queue_delay_us, threads=threads, gpu_accelerator=gpu_accelerator,
+                            force=force)
     click.echo(f"wrote Triton model {path} (serve with: tritonserver --model-repository {output})")
 
 
+@export_group.command("openvino")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="FP32 anodet .onnx")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="IR .xml (.bin beside it)")
+@click.option("--precision", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]))
+@click.option("--calib", type=click.Path(path_type=Path), help="dataset: INT8 calibration/accuracy, parity check")
+@click.option("--images", default=64, show_default=True, help="INT8 calibration images")
+@click.option("--max-auroc-drop", default=0.01, show_default=True, help="refuse a larger INT8 image AUROC loss")
+@click.option("--accept-drop", is_flag=True, help="write the INT8 model even when it lost more accuracy")
+@click.option("--keep-fp32", default="stem", show_default=True, help="modules left in FP32 (as export int8)")
+@click.option("--recalibrate/--no-recalibrate", default=True, show_default=True)
+@click.option("--force", is_flag=True)
+@friendly
+def export_openvino_cmd(model, output, precision, calib, images, max_auroc_drop, accept_drop, keep_fp32,
+                        recalibrate, force):
+    """OpenVINO IR: FP16 weights, FP32, or INT8 through NNCF with the INT8 accuracy guard."""
+    _setup_logging(False)
+    from anodet.export.openvino import export_openvino
+
+    r = export_openvino(model, output, precision=precision, calib=calib, images=images, max_auroc_drop=max_auroc_drop,
+                        accept=accept_drop, keep_fp32=tuple(_parse_list(keep_fp32)), recalibrate_threshold=recalibrate,
+                        force=force)
+    for parity, what in ((r.parity, "vs ONNX Runtime"), (r.runtime_parity, "INT8 graph vs ONNX Runtime")):
+        if parity is not None:
+            click.echo(f"parity {what}: {parity.describe()}")
+    if r.int8 is not None:
+        q, fmt = r.int8, (lambda v: "n/a" if v is None else f"{v:.4f}")
+        click.echo(f"latency (OpenVINO CPU, batch 1, median): fp32 {q.fp32_ms:.1f} ms, int8 {q.int8_ms:.1f} ms "
+                   f"-> {q.speedup:.2f}x")
+        click.echo(f"image AUROC: fp32 {fmt(q.fp32_auroc)}, int8 {fmt(q.int8_auroc)} (drop {fmt(q.auroc_drop)})")
+    if r.path is None:
+        raise AnodetError(f"INT8 IR lost {r.int8.auroc_drop:.4f} image AUROC (> {max_auroc_drop}); "
+                          "not written (use --accept-drop to write it anyway)")
+    click.echo(f"wrote {r.path} and {r.path.with_suffix('.bin').name} ({r.precision})")
+
+
 @click.command("run")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="exported .onnx or .engine")
+@click.option("--model", type=click.Path(path_type=Path), help="exported .onnx, .engine or OpenVINO .xml")
 @click.option("--source", required=True, help="realsense[:SERIAL], a .bag/.db3 recording, a folder, or synthetic[:N]")
-@click.option("--backend", default="auto", show_default=True, help="auto, onnx-cpu, onnx-cuda, onnx-trt, tensorrt")
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, onnx-cpu, onnx-cuda, onnx-trt, tensorrt, openvino[:DEVICE], triton")
+@click.option("--url", help="triton: the server's gRPC HOST:PORT")
+@click.option("--model-name", default="anodet", show_default=True, help="triton: the model's name on the server")
+@click.option("--timeout", default=10.0, show_default=True, help="triton: seconds per request")
+@click.option("--retry-for", default=30.0, show_default=True, help="triton: seconds to retry an unavailable server")
 @click.option("--events", type=click.Path(path_type=Path), help="JSON-lines events file ('-' for stdout)")
 @click.option("--save-anomalies", type=click.Path(path_type=Path), help="folder for anomalous frames")
 @click.option("--video", type=click.Path(path_type=Path), help="annotated .mp4")
@@ -287,15 +336,25 @@ def export_triton_cmd(model, output, name, max_batch, instances, force):
 @click.option("--strict-inputs", is_flag=True, help="stop when frames differ from the training frames")
 @click.option("-v", "--verbose", is_flag=True)
 @friendly
-def run_cmd(model, source, backend, events, save_anomalies, video, display, max_frames, batch, threads,
-            strict_inputs, verbose):
+def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events, save_anomalies, video, display,
+            max_frames, batch, threads, strict_inputs, verbose):
     """Stream RGB-D frames through an exported model (torch-free)."""
     _setup_logging(verbose)
     from anodet.runtime import run
 
-    summary = run(model, source, backend=backend, events=str(events) if events else None,
-                  save_anomalies=save_anomalies, video=video, display=display, max_frames=max_frames,
-                  batch=batch, threads=threads, strict_inputs=strict_inputs)
+    if (backend == "triton") != (url is not None) or (model is None) == (backend != "triton"):
+        raise AnodetError("give --model FILE, or --backend triton with --url HOST:PORT (and --model-name)")
+    if backend == "triton":
+        from anodet.runtime.triton_backend import TritonBackend
+
+        model = TritonBackend(url, model_name, timeout=timeout, retry_for=retry_for)
+    try:
+        summary = run(model, source, backend=backend, events=str(events) if events else None,
+                      save_anomalies=save_anomalies, video=video, display=display, max_frames=max_frames,
+                      batch=batch, threads=threads, strict_inputs=strict_inputs)
+    finally:
+        if hasattr(model, "close"):
+            model.close()
     click.echo(str(summary), err=events is not None and str(events) == "-")
 
 

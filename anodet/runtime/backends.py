@@ -25,7 +25,7 @@ from anodet.errors import AnodetError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnx-cpu", "onnx-cuda", "onnx-trt", "tensorrt")
+BACKENDS = ("auto", "onnx-cpu", "onnx-cuda", "onnx-trt", "tensorrt", "openvino", "triton")
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 _EP = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -154,13 +154,22 @@ def open_backend(path: str | Path, backend: str = "auto", threads: int | None = 
 
     auto: ``.engine``/``.plan`` -> TensorRT, otherwise ONNX Runtime with the best available
     provider. onnx-cpu/onnx-cuda/onnx-trt force an ONNX Runtime provider; tensorrt runs an
-    engine built by ``anodet-export tensorrt``.
+    engine built by ``anodet-export tensorrt``. openvino[:DEVICE] (or auto for an IR ``.xml``)
+    runs OpenVINO on DEVICE (default CPU); triton is anodet.runtime.triton_backend.TritonBackend.
     """
-    if backend not in BACKENDS:
-        raise AnodetError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)}")
+    family, _, device = backend.partition(":")
+    if family not in BACKENDS or (device and family != "openvino"):
+        raise AnodetError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)} (openvino:DEVICE too)")
+    if family == "triton":
+        raise AnodetError("backend 'triton' runs a model on a Triton server: give the server's "
+                          "--url HOST:PORT and --model-name instead of a model file")
     path = Path(path)
     if not path.is_file():
         raise AnodetError(f"model file not found: {path}")
+    if family == "openvino" or (backend == "auto" and path.suffix.lower() == ".xml"):
+        from anodet.runtime.openvino_backend import OpenVinoBackend  # openvino loads lazily
+
+        return OpenVinoBackend(path, device or "CPU", threads)
     engine = is_engine(path)
     if backend == "tensorrt" or (backend == "auto" and engine):
         if not engine:
