@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from anodet.calibration import ERROR_NORMS, THRESHOLD_METHODS
+from anodet.config_fields import check_ranges, typed_section
 from anodet.errors import AnodetError
 from anodet.preprocess import PreprocessSpec
 
@@ -156,6 +157,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"train.threshold_quantile must be in (0, 1], got {t.threshold_quantile}")
     if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:
         raise AnodetError("train.epochs >= 1, train.batch_size >= 2 and train.lr > 0 required")
+    check_ranges(cfg)
     return cfg
 
 
@@ -165,9 +167,15 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
         raise AnodetError(f"{source}: expected a mapping at the top level")
     _check_keys(source, raw, ["preset", *_SECTIONS])
     base_name = raw.get("preset", "rgbd_full")
-    base = PRESETS.get(base_name)
+    base = PRESETS.get(base_name) if isinstance(base_name, str) else None
     if base is None:
-        # A resolved custom config names itself; its sections must then be complete.
+        # A resolved custom config names itself; its sections must then be complete, else a
+        # typo such as "rgbd_reducd" would silently fall back to the defaults.
+        complete = all(isinstance(raw.get(n), dict) and {f.name for f in dataclasses.fields(c)} <= set(raw[n])
+                       for n, c in _SECTIONS.items())
+        if not complete:
+            raise AnodetError(f"{source}: unknown preset {base_name!r}; valid presets: {', '.join(PRESETS)} "
+                              "(a custom preset name needs every key of every section, as in a saved config.yaml)")
         base = ExperimentConfig(preset=base_name)
     sections = {}
     for name, cls in _SECTIONS.items():
@@ -175,8 +183,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
         if not isinstance(given, dict):
             raise AnodetError(f"{source}: section {name!r} must be a mapping")
         _check_keys(f"{source} section {name!r}", given, [f.name for f in dataclasses.fields(cls)])
-        if "layers" in given:
-            given = {**given, "layers": tuple(given["layers"])}
+        given = typed_section(cls, given, f"{source}: {name}")
         try:
             sections[name] = dataclasses.replace(getattr(base, name), **given)
         except TypeError as exc:
