@@ -31,6 +31,7 @@ from anodet.artifact import (
     OUTPUTS,
     ModelInfo,
     OutputError,
+    check_outputs,
     info_from_metadata,
     run_batched,
 )
@@ -136,7 +137,7 @@ class TritonBackend:
                 logger.warning("Triton server at %s answered again after %d attempts", self.url, attempt)
             return result
 
-    def _infer(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _infer(self, rgb: np.ndarray, depth: np.ndarray | None, prepared: bool = True) -> dict[str, np.ndarray]:
         feeds = {INPUT_RGB: rgb} if depth is None else {INPUT_RGB: rgb, INPUT_DEPTH: depth}
         inputs = []
         for name, array in feeds.items():
@@ -144,7 +145,7 @@ class TritonBackend:
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         outputs = [self._grpc.InferRequestedOutput(name) for name in OUTPUTS]
-        params = {PREPARED_PARAM: True} if self.camera_frames else None
+        params = {PREPARED_PARAM: True} if self.camera_frames and prepared else None
         result = self._call(lambda: self.client.infer(
             self.model_name, inputs, outputs=outputs, client_timeout=self.timeout, parameters=params
         ), "inference")
@@ -153,6 +154,24 @@ class TritonBackend:
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
         """rgb uint8 N x S x S x 3, depth float32 N x S x S metres (None if RGB-only)."""
         return run_batched(self._infer, self.info, rgb, depth, max_batch=self.max_batch)
+
+    def predict_camera(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Camera-resolution frames, preprocessed by the server (python flavour only).
+
+        rgb uint8 N x H x W x 3, depth float32 N x H x W metres (None if RGB-only); one request
+        per chunk of at most the server's max batch.
+        """
+        if not self.camera_frames:
+            raise AnodetError(f"Triton model '{self.model_name}' takes graph input only; export it "
+                              "with --flavour python to send camera frames")
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        depth = None if depth is None or not self.info.needs_depth else np.ascontiguousarray(depth, np.float32)
+        step, parts = self.max_batch or rgb.shape[0], []
+        for i in range(0, rgb.shape[0], step):
+            d = None if depth is None else depth[i:i + step]
+            out = self._infer(rgb[i:i + step], d, prepared=False)
+            parts.append(check_outputs(out, min(step, rgb.shape[0] - i), self.info.image_size))
+        return {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
 
     def close(self) -> None:
         try:
