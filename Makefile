@@ -1,7 +1,7 @@
 # `make demo` and `make test` work on a fresh machine: they bootstrap what they need first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= train,lite,onnx,camera,triton,dev
+EXTRAS ?= train,lite,onnx,camera,triton,openvino,dev
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 

@@ -31,3 +31,25 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q -e ".[$extras]"
   touch "$stamp"
 fi
+
+# The Triton server for tests/test_triton_server.py: the tritonserver binary bundled in the
+# nvidia-pytriton wheel, unpacked aside (pip-installing the wheel would pin numpy below 2).
+# anodet.runtime.triton_server finds it in build/triton/server.
+pytriton_version=0.7.0
+server_dir=build/triton/server
+if [[ ",$extras," == *",triton,"* && ",$extras," == *",dev,"* && ! -f "$server_dir/.nvidia-pytriton-$pytriton_version" ]]; then
+  echo "bootstrap: unpacking the tritonserver of nvidia-pytriton $pytriton_version into $server_dir"
+  mkdir -p build/triton
+  "$venv/bin/pip" download -q --no-deps "nvidia-pytriton==$pytriton_version" -d build/triton
+  "$venv/bin/python" - "$server_dir" build/triton/nvidia_pytriton-"$pytriton_version"-*.whl <<'PY'
+import os, stat, sys, zipfile
+target, wheel = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as whl:
+    for info in whl.infolist():
+        if info.filename.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/")):
+            path = whl.extract(info, target)
+            if (info.external_attr >> 16) & stat.S_IXUSR:  # zipfile drops the executable bits
+                os.chmod(path, 0o755)
+PY
+  touch "$server_dir/.nvidia-pytriton-$pytriton_version"
+fi
