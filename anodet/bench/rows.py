@@ -37,6 +37,8 @@ ROWS = (
     Row("onnx-cpu", "onnx-cpu", "fp32", "fp32"),
     Row("onnx-int8", "onnx-cpu", "int8", "int8", gated=False),  # INT8 has its own AUROC bound at export
     Row("onnx-fp16", "onnx-cpu", "fp16", "fp16"),
+    Row("openvino", "openvino", "fp32", "fp32"),  # OpenVINO CPU runs the ONNX file directly
+    Row("openvino-int8", "openvino", "int8", "int8", gated=False),  # the INT8 (QDQ) file in OpenVINO
     Row("onnx-cuda", "onnx-cuda", "fp32", "fp32", gpu=True),
     Row("onnx-cuda-fp16", "onnx-cuda", "fp16", "fp16", gpu=True),
     Row("onnx-trt", "onnx-trt", "fp32", "fp32", gpu=True),
@@ -80,6 +82,8 @@ def unavailable_reason(row: Row) -> str | None:
             if not torch.cuda.is_available():
                 return f"this PyTorch ({torch.__version__}) has no CUDA device"
         return None
+    if row.engine == "openvino" and importlib.util.find_spec("openvino") is None:
+        return "openvino not installed (pip install 'anodet[openvino]')"
     try:
         import onnxruntime as ort
     except ImportError:
