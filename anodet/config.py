@@ -49,6 +49,7 @@ class ModelConfig:
     backbone: str = "resnet50"
     in_channels: int = 4  # 4 = RGB + depth, 3 = RGB only
     fusion: str = "early"  # RGB-D only: early (4-channel stem) | late (RGB and depth passes, see backbone.py)
+    depth_stride: int = 1  # late fusion: the depth pass runs at 1/depth_stride of the input size (1, 2 or 4)
     layers: tuple[str, ...] = LAYERS
     feature_size: int = 64  # side of the aligned feature map
     reduce_channels: int | None = 64  # channels kept per layer (None: use reduction_factor)
@@ -131,6 +132,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"unknown backbone {m.backbone!r}; valid: {', '.join(BACKBONES)}")
     if m.fusion not in FUSIONS:
         raise AnodetError(f"unknown fusion {m.fusion!r}; valid: {', '.join(FUSIONS)}")
+    if m.depth_stride not in (1, 2, 4):
+        raise AnodetError(f"model.depth_stride must be 1, 2 or 4, got {m.depth_stride}")
     if m.in_channels not in (3, 4):
         raise AnodetError(f"model.in_channels must be 3 (RGB) or 4 (RGB-D), got {m.in_channels}")
     if not m.layers or any(layer not in LAYERS for layer in m.layers):

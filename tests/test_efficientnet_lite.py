@@ -99,6 +99,19 @@ def test_late_fusion_keeps_the_rgb_features_and_adds_depth_stages():
     assert not torch.allclose(feats[0], feats[2])  # the depth pass sees something else
 
 
+def test_late_fusion_depth_pass_at_lower_resolution():
+    x = torch.randn(1, 4, 64, 64)
+    late = Backbone("efficientnet_lite0", 4, ("layer1", "layer2"), "none", fusion="late", depth_stride=2)
+    plain = Backbone("efficientnet_lite0", 3, ("layer1", "layer2"), "none")
+    assert late.strides == [4, 8, 8, 16]
+    with torch.no_grad():
+        feats = late(x)
+        pooled = torch.nn.functional.avg_pool2d(x[:, 3:4], 2).expand(-1, 3, -1, -1)
+        for a, b in zip(feats, [*plain(x[:, :3]), *plain(pooled)]):
+            torch.testing.assert_close(a, b)
+    assert [f.shape[-1] for f in feats] == [16, 8, 8, 4]
+
+
 def test_bn_frozen_and_no_gradients():
     bb = Backbone("efficientnet_lite0", 4, LAYERS, "none")
     bb.train()
@@ -164,15 +177,16 @@ def test_cli_missing_package_is_one_line_exit_2(monkeypatch, synth_data, tmp_pat
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("fusion", ["early", "late"])
-def test_lite_exports_as_one_graph_with_parity(fusion, synth_data, tmp_path):
+@pytest.mark.parametrize("fusion,depth_stride", [("early", 1), ("late", 1), ("late", 2)])
+def test_lite_exports_as_one_graph_with_parity(fusion, depth_stride, synth_data, tmp_path):
     import onnx
 
     from anodet.export.onnx import export_onnx
     from anodet.train import train
     from tests.conftest import tiny_config
 
-    cfg = tiny_config(model={"backbone": "efficientnet_lite0", "fusion": fusion}, train={"epochs": 2})
+    cfg = tiny_config(model={"backbone": "efficientnet_lite0", "fusion": fusion, "depth_stride": depth_stride},
+                      train={"epochs": 2})
     res = train(cfg, synth_data, tmp_path / "exp", weights="none", device="cpu")
     exp = export_onnx(res.best_checkpoint, tmp_path / "m.onnx", batch=1)  # raises unless parity holds
     graph = onnx.load(str(tmp_path / "m.onnx")).graph

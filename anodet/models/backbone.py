@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -138,7 +139,7 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, name: str, in_channels: int, layers: tuple[str, ...], weights: str, seed: int = 0,
-                 fusion: str = "early"):
+                 fusion: str = "early", depth_stride: int = 1):
         super().__init__()
         if name not in BACKBONES:
             raise AnodetError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
@@ -150,6 +151,7 @@ class Backbone(nn.Module):
         self.weights_source = _load_weights(net, name, weights)
         self.pretrained = weights != "none"
         self.late = in_channels == 4 and fusion == "late"
+        self.depth_stride = depth_stride
         last = max(int(layer[-1]) for layer in layers)
         self.stem, self.stages = _stem_and_stages(name, net, last)
         if in_channels == 4 and not self.late:
@@ -157,7 +159,9 @@ class Backbone(nn.Module):
         self.layers = tuple(layers)
         per_modality = [CHANNELS[name][layer] for layer in layers]
         self.channels = per_modality * 2 if self.late else per_modality
-        self.strides = [STRIDES[layer] for layer in layers] * (2 if self.late else 1)
+        self.strides = [STRIDES[layer] for layer in layers]
+        if self.late:
+            self.strides += [STRIDES[layer] * depth_stride for layer in layers]
         self.requires_grad_(False)
         self.eval()
 
@@ -204,8 +208,11 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if not self.late:
             return self._run(x)
-        # One batched pass over [RGB; depth as grey RGB]: the same frozen filters see both.
-        n = x.shape[0]
-        both = torch.cat([x[:, :3], x[:, 3:4].expand(-1, 3, -1, -1)], dim=0)
-        feats = self._run(both)
+        # The same frozen filters see the RGB image and the depth rendered as a grey image.
+        depth = x[:, 3:4]
+        if self.depth_stride > 1:  # geometry defects are smooth: a coarser depth pass costs 1/stride^2
+            depth = F.avg_pool2d(depth, self.depth_stride)
+            return self._run(x[:, :3]) + self._run(depth.expand(-1, 3, -1, -1))
+        n = x.shape[0]  # same size: one batched pass over [RGB; depth]
+        feats = self._run(torch.cat([x[:, :3], depth.expand(-1, 3, -1, -1)], dim=0))
         return [f[:n] for f in feats] + [f[n:] for f in feats]
