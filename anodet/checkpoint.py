@@ -3,14 +3,16 @@
 A checkpoint is a plain dict of tensors and Python primitives, so it loads with
 ``torch.load(weights_only=True)``. Keys: ``format``, ``anodet_version``, ``config`` (resolved
 dict), ``model`` (state dict of the whole detector), ``weights_source``, ``calibration``,
-``data_fingerprint``, ``epoch``, ``best_val_loss``, ``history`` and, in ``last.pt`` only,
-``optimizer`` and ``rng``.
+``data_fingerprint``, ``epoch``, ``best_val_loss``, ``history``, ``model_sha256`` (digest of the
+weights, checked on every read: torch.load does not notice a flipped bit in tensor data) and,
+in ``last.pt`` only, ``optimizer`` and ``rng``. Only ``best.pt`` holds ``calibration``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +20,44 @@ import torch
 
 from anodet import __version__
 from anodet.errors import AnodetError
+from anodet.runtime.outputs import describe_os_error, publish, temp_beside
 
 FORMAT = "anodet-checkpoint/1"
+REQUIRED = ("config", "model")
+log = logging.getLogger(__name__)
+
+
+def weights_digest(model: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and raw bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(model):
+        t = model[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def write_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write atomically: a crash or kill -9 leaves the previous file intact, never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    """Write atomically: a crash or kill -9 leaves the previous file intact, never half a file.
+
+    A failed write (full disk, read-only folder) is an AnodetError naming the file.
+    """
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": FORMAT, "anodet_version": __version__, **state}, fh)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(path)
+        digest = weights_digest(state["model"]) if "model" in state else None
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, "anodet_version": __version__, "model_sha256": digest, **state}, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        publish(tmp, path)
+    except OSError as exc:
+        raise AnodetError(f"writing checkpoint {path} failed ({describe_os_error(exc)}); "
+                          "the previous file, if any, is unchanged") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -48,6 +71,13 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise AnodetError(f"checkpoint {path} is corrupt or not a checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise AnodetError(f"{path} is not an anodet checkpoint")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise AnodetError(f"{path} is an anodet checkpoint without {', '.join(missing)}; it is damaged or "
+                          "was not written by anodet-train")
+    digest = ckpt.get("model_sha256")
+    if digest is not None and weights_digest(ckpt["model"]) != digest:
+        raise AnodetError(f"checkpoint {path} is damaged: its weights differ from the digest written with them")
     major = str(ckpt.get("anodet_version", "")).split(".")[0]
     if major != __version__.split(".")[0]:
         raise AnodetError(
@@ -55,3 +85,34 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
             f"this is {__version__}; retrain or use the matching anodet version"
         )
     return ckpt
+
+
+def warn_if_uncalibrated(ckpt: dict[str, Any], path: Path) -> bool:
+    """Log a warning for a checkpoint without a calibrated threshold (last.pt); True if so."""
+    if "calibration" in ckpt:
+        return False
+    log.warning("%s holds no calibrated threshold (it is training state, like last.pt): decisions and "
+                "image F1 use an uncalibrated threshold; use checkpoints/best.pt", path)
+    return True
+
+
+def check_resume(ckpt: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """AnodetError unless ``ckpt`` (last.pt) can continue training with ``config`` (resolved dict)."""
+    # A different epoch budget is fine (that is how a run is extended); anything else is not.
+    def comparable(raw: dict[str, Any]) -> dict[str, Any]:
+        return {**raw, "train": {k: v for k, v in raw.get("train", {}).items() if k != "epochs"}}
+
+    if comparable(ckpt.get("config", {})) != comparable(config):
+        raise AnodetError(f"--resume: {path} was trained with a different config; use the same --config and options")
+    if "optimizer" not in ckpt:
+        raise AnodetError(f"--resume: {path} holds no optimizer state (use last.pt)")
+
+
+def check_resume_data(ckpt: dict[str, Any], fingerprint: str, data: Path) -> None:
+    """AnodetError when ``ckpt`` was trained on other files than ``fingerprint`` describes.
+
+    Resuming on them would continue the old autoencoder on new data without a word.
+    """
+    if ckpt.get("data_fingerprint") not in (None, fingerprint):
+        raise AnodetError(f"--resume: last.pt was trained on other training files than those in --data {data}; "
+                          "use the same --data, or pass --new-data to continue on these")

@@ -37,13 +37,23 @@ def friendly(func):
         try:
             return func(*args, **kwargs)
         except AnodetError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"\nerror: {exc}" if _progress_bar_open() else f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a full disk or read-only folder the library did not name itself
+            click.echo(f"error: {exc.filename or 'a file'}: {exc.strerror or exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _progress_bar_open() -> bool:
+    """True while a tqdm bar holds the terminal line (the error must start a line of its own)."""
+    from tqdm import tqdm
+
+    return any(not bar.disable for bar in list(getattr(tqdm, "_instances", ())))
 
 
 def _parse_list(value: str | None, cast=str) -> list | None:
@@ -73,12 +83,16 @@ def main() -> None:
 @click.option("--image-size", type=int, help="model input size (pixels, multiple of 32)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--resume", is_flag=True, help="continue from EXPDIR/checkpoints/last.pt")
+@click.option("--new-data", is_flag=True, help="with --resume: continue on other training files than last.pt's")
+@click.option("--force", is_flag=True, help="replace an earlier experiment in --out")
 @click.option("-v", "--verbose", is_flag=True)
 @friendly
-def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_size, device, resume, verbose):
+def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_size, device, resume, new_data, force,
+              verbose):
     """Train a detector on normal images only."""
     _setup_logging(verbose)
     from anodet import config as cfgmod
+    from anodet.experiment import check_experiment_dir
     from anodet.train import train
 
     cfg = cfgmod.load(config_name)
@@ -86,7 +100,8 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
     cfg = cfgmod.with_overrides(cfg, "data", image_size=image_size)
     if weights == "none":
         click.echo("weights: none -> seeded random init (no pretrained ImageNet weights)", err=True)
-    res = train(cfg, data, out, weights=weights, device=device, resume=resume)
+    check_experiment_dir(out, resume=resume, force=force)
+    res = train(cfg, data, out, weights=weights, device=device, resume=resume, new_data=new_data)
     click.echo(f"trained {cfg.preset} for {res.epochs_run} epochs in {res.seconds:.1f} s "
                f"(best val loss {res.best_val_loss:.5f}; backbone: {res.weights_source})")
     click.echo(f"checkpoint: {res.best_checkpoint}")
@@ -101,7 +116,7 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
 @click.option("--no-report", is_flag=True, help="skip the PNG panels and report/index.html")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (checkpoints)")
 @click.option("--backend", default="auto", show_default=True, help="runtime backend for --model")
-@click.option("--batch", default=4, show_default=True)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1))
 @friendly
 def eval_cmd(checkpoint, model, data, out, save_maps, no_report, device, backend, batch):
     """Image AUROC, pixel AUROC, AU-PRO and a visual report on the test split."""
@@ -136,13 +151,14 @@ def format_metrics(res: dict) -> str:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--sensor", default="ideal", show_default=True,
               help="depth camera modelled: ideal (float depth), d435 or d405 (noise, z16 steps, holes)")
+@click.option("--force", is_flag=True, help="replace an earlier synthetic dataset in OUT")
 @friendly
-def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor):
+def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor, force):
     """Write a synthetic RGB-D dataset (MVTec 3D-AD layout) to OUT."""
     from anodet.data.synthetic import write_dataset
 
     root = write_dataset(out, size=size, n_train=n_train, n_val=n_val, n_test_per_type=n_test, seed=seed,
-                         sensor=sensor)
+                         sensor=sensor, replace=force)
     click.echo(f"synthetic dataset written to {root}")
 
 
@@ -176,7 +192,7 @@ def export_group() -> None:
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 @click.option("--opset", default=17, show_default=True)
-@click.option("--batch", default=1, show_default=True, help="fixed batch size")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="fixed batch size")
 @click.option("--dynamic-batch", is_flag=True, help="dynamic batch dimension instead of --batch")
 @click.option("--fp16", is_flag=True, help="FP16 graph with FP32 inputs/outputs (for TensorRT 11)")
 @click.option("--force", is_flag=True, help="overwrite an existing output")
@@ -330,7 +346,7 @@ def export_openvino_cmd(model, output, precision, calib, images, max_auroc_drop,
 @click.option("--save-anomalies", type=click.Path(path_type=Path), help="folder for anomalous frames")
 @click.option("--video", type=click.Path(path_type=Path), help="annotated .mp4")
 @click.option("--display", is_flag=True, help="show a window (needs OpenCV with GUI)")
-@click.option("--max-frames", type=int)
+@click.option("--max-frames", type=click.IntRange(min=1))
 @click.option("--batch", default=1, show_default=True)
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads")
 @click.option("--strict-inputs", is_flag=True, help="stop when frames differ from the training frames")
@@ -386,6 +402,8 @@ from anodet.capture_cli import capture_cmd  # noqa: E402  (its own module; impor
 
 for _cmd in (train_cmd, eval_cmd, synth_cmd, ablate_cmd, export_group, run_cmd, bench_cmd, capture_cmd):
     main.add_command(_cmd)
+    # anodet-train etc. are these commands as scripts: -h must work there as under `anodet`.
+    _cmd.context_settings.setdefault("help_option_names", ["-h", "--help"])
 
 if __name__ == "__main__":
     main()

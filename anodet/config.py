@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from anodet.calibration import ERROR_NORMS, THRESHOLD_METHODS
-from anodet.config_fields import check_ranges, typed_section
+from anodet.config_fields import check_aligner_fit, check_ranges, typed_section  # noqa: F401 (re-exported)
 from anodet.errors import AnodetError
 from anodet.preprocess import PreprocessSpec
 

@@ -141,3 +141,27 @@ def check_ranges(cfg: Any) -> None:
             lo = f">= {low}" if inclusive else f"> {low}"
             want = lo if high is None else f"in [{low}, {high})"
             raise AnodetError(f"{section}.{key} must be {want}, got {value}")
+
+
+MIN_VECTORS_PER_CHANNEL = 2  # measured in benchmarks/results/image_size_sweep.json (README "input size")
+
+
+def check_aligner_fit(cfg: Any, strides: list[int], kept: list[int], n_images: int) -> None:
+    """Refuse a PCA aligner that cannot be fitted: too few pixel vectors for the channels kept.
+
+    A stage of stride s gives n_images x (image_size / s)^2 vectors. The centred covariance of
+    n vectors has rank n - 1 at most, so with n <= k some of the k kept directions have zero
+    variance and the whitening divides by ~0: training pixels reconstruct, unseen images blow up
+    (the degenerate model of issue 15). strides, kept: per aligned stage, in order.
+    """
+    if cfg.model.reduction != "pca":
+        return
+    for layer, stride, k in zip(cfg.model.layers * (len(kept) // len(cfg.model.layers)), strides, kept):
+        side = cfg.data.image_size // stride
+        vectors = n_images * side * side
+        if vectors < MIN_VECTORS_PER_CHANNEL * k:
+            raise AnodetError(
+                f"data.image_size {cfg.data.image_size} is too small for {n_images} training images: {layer} is "
+                f"{side}x{side}, so the PCA aligner would fit {k} channels on {vectors} pixel vectors (needs >= "
+                f"{MIN_VECTORS_PER_CHANNEL * k}) and whiten directions of zero variance; use a larger image_size, "
+                "more training images, fewer model.reduce_channels or fewer model.layers")

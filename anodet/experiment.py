@@ -5,12 +5,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from anodet.errors import AnodetError
+from anodet.runtime.outputs import describe_os_error
 
 DEVICES = ("auto", "cpu", "cuda")
+# What anodet-train writes: a folder holding any of these is an earlier experiment.
+EXPERIMENT_FILES = ("checkpoints", "config.yaml", "history.csv", "train.log")
+
+
+def check_experiment_dir(path: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to train into an earlier experiment unless ``resume`` or ``force`` says so.
+
+    Without either, best.pt, last.pt, config.yaml and history.csv would be replaced silently.
+    """
+    if resume and force:
+        raise AnodetError("--resume and --force contradict each other: continue the experiment or replace it")
+    found = [name for name in EXPERIMENT_FILES if (path / name).exists()] if path.is_dir() else []
+    if found and not resume and not force:
+        raise AnodetError(f"--out {path} already holds an experiment ({', '.join(found)}); pass --resume to "
+                          "continue it, --force to replace it, or choose another folder")
 
 
 def prepare_out_dir(path: Path, *, allow_existing: bool = True) -> Path:
@@ -60,3 +77,18 @@ def log_to(path: Path) -> Iterator[None]:
         root.removeHandler(handler)
         root.setLevel(old_level)
         handler.close()
+
+
+@contextlib.contextmanager
+def failed_run_cleanup(out_dir: Path, *, created: bool, keep: Path) -> Iterator[None]:
+    """Name the file of an OSError (full disk, read-only folder) in an AnodetError, and on any
+    failure remove ``out_dir`` when this run ``created`` it and ``keep`` does not exist yet
+    (a failed run leaves no half-made folder; results already written stay)."""
+    try:
+        yield
+    except BaseException as exc:
+        if created and not keep.exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise AnodetError(f"writing {exc.filename or out_dir} failed ({describe_os_error(exc)})") from None
+        raise

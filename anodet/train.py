@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,13 @@ from tqdm import tqdm
 
 from anodet import config as cfgmod
 from anodet.calibration import threshold
-from anodet.checkpoint import read_checkpoint, write_checkpoint
+from anodet.checkpoint import check_resume, check_resume_data, read_checkpoint, write_checkpoint
 from anodet.config import ExperimentConfig
 from anodet.data.arrays import fingerprint, load_arrays
 from anodet.data.samples import describe, discover
 from anodet.errors import AnodetError
-from anodet.experiment import log_to, prepare_out_dir, resolve_device
-from anodet.features import aligned_features, fit_fixed_part
+from anodet.experiment import failed_run_cleanup, log_to, prepare_out_dir, resolve_device
+from anodet.features import FIT_IMAGES, aligned_features, fit_fixed_part
 from anodet.models.detector import Detector, build_detector, centred_depth
 
 log = logging.getLogger(__name__)
@@ -54,17 +55,6 @@ def depth_scale(depth: np.ndarray) -> float:
     c = centred_depth(d)
     vals = c[d > 0]
     return float(vals.std()) if vals.numel() > 1 else 0.01
-
-
-def _check_resume(ckpt: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
-    # A different epoch budget is fine (that is how a run is extended); anything else is not.
-    def comparable(raw: dict[str, Any]) -> dict[str, Any]:
-        return {**raw, "train": {k: v for k, v in raw.get("train", {}).items() if k != "epochs"}}
-
-    if comparable(ckpt.get("config", {})) != comparable(cfg.to_dict()):
-        raise AnodetError(f"--resume: {path} was trained with a different config; use the same --config and options")
-    if "optimizer" not in ckpt:
-        raise AnodetError(f"--resume: {path} holds no optimizer state (use last.pt)")
 
 
 def _write_history(history: list[dict[str, float]], out_dir: Path) -> None:
@@ -127,17 +117,30 @@ def train(
     weights: str = "none",
     device: str = "auto",
     resume: bool = False,
+    new_data: bool = False,
 ) -> TrainResult:
-    """Train a detector on the normal images under ``data``; write everything to ``out``."""
+    """Train a detector on the normal images under ``data``; write everything to ``out``.
+
+    ``new_data`` lets ``resume`` continue on training files other than the checkpoint's.
+    A run that fails before its first checkpoint removes the folder it created.
+    """
     start = time.perf_counter()
+    created = not Path(out).exists()
     out_dir = prepare_out_dir(Path(out), allow_existing=True)
     ckpt_dir = out_dir / "checkpoints"
-    resume_state = None
-    if resume:
-        resume_state = read_checkpoint(ckpt_dir / "last.pt")
-        _check_resume(resume_state, cfg, ckpt_dir / "last.pt")
-    with log_to(out_dir / "train.log"):
-        return _train(cfg, Path(data), out_dir, weights, resolve_device(device), resume_state, start)
+    with failed_run_cleanup(out_dir, created=created, keep=ckpt_dir):
+        resume_state = None
+        if resume:
+            resume_state = read_checkpoint(ckpt_dir / "last.pt")
+            check_resume(resume_state, cfg.to_dict(), ckpt_dir / "last.pt")
+            resume_state["new_data"] = new_data
+        with log_to(out_dir / "train.log"):
+            return _train(cfg, Path(data), out_dir, weights, resolve_device(device), resume_state, start)
+
+
+def _check_finite(what: str, value: float, hint: str) -> None:
+    if not math.isfinite(value):
+        raise AnodetError(f"{what} is {value}: {hint}; nothing calibrated was written")
 
 
 def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult:
@@ -146,7 +149,10 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     need_depth = cfg.model.in_channels == 4
     ds = discover(data, need_depth=need_depth, val_fraction=cfg.data.val_fraction, seed=t.seed)
     log.info("data: %s", describe(ds))
+    if resume_state is not None and not resume_state["new_data"]:
+        check_resume_data(resume_state, fingerprint(ds.train), data)
     det = build_detector(cfg, weights=weights).to(dev)
+    cfgmod.check_aligner_fit(cfg, det.backbone.strides, det.aligner.out_channels, min(FIT_IMAGES, len(ds.train)))
     log.info("backbone %s: %s", cfg.model.backbone, det.weights_source)
     cfgmod.save(cfg, out_dir / "config.yaml")
 
@@ -215,6 +221,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
             total += loss.item() * x.shape[2] * x.shape[3]
         train_loss = total / max(n_draw, 1)
         val_loss = _val_loss(det, val_px, dev, VAL_BATCH)
+        _check_finite(f"the loss at epoch {epoch}", train_loss + val_loss,
+                      "the features overflowed (extreme input values?) or train.lr is too high")
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - ep_start})
         if val_loss < best_loss - 1e-6:
@@ -245,6 +253,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     calib_feats = val_feats if val_feats is not None else train_feats
     raw = raw_maps(det, calib_feats, dev)
     thr, scale = threshold(raw.numpy(), t.threshold_method, t.threshold_quantile)
+    _check_finite("the calibrated threshold", thr, "the validation images give non-finite anomaly maps")
     det.scorer.set_calibration(thr, scale)
     log.info("calibrated on %d normal images: raw threshold %.5g, scale %.5g (%s q=%.3f)",
              raw.shape[0], thr, scale, t.threshold_method, t.threshold_quantile)

@@ -114,7 +114,7 @@ def test_row_table():
     assert all(r.artifact in ("checkpoint", "fp32", "fp16", "int8", "engine") for r in ROWS)
     assert [r.name for r in select_rows(["onnx-cpu", " torch", "onnx-cpu"])] == ["onnx-cpu", "torch"]
     with pytest.raises(AnodetError, match="valid: torch, torch-seed, onnx-cpu"):
-        select_rows(["onnx-cpu", "openvino"])
+        select_rows(["onnx-cpu", "tflite"])
 
 
 def test_bad_input(tmp_path, trained, synth_data, exported):
@@ -210,9 +210,9 @@ def test_cli_exit_status_from_files(tmp_path, trained, synth_data, exported, no_
     assert res.exit_code == 0, res.output  # GPU rows skip cleanly on a machine without one
     assert res.output.count("skipped (no NVIDIA GPU") == len(GPU_ROWS)
 
-    res = CliRunner().invoke(bench_cmd, ["--model", str(exported), "--backends", "tensorrt,openvino", *common,
+    res = CliRunner().invoke(bench_cmd, ["--model", str(exported), "--backends", "tensorrt,tflite", *common,
                                          "--out", str(tmp_path / "c")])
-    assert res.exit_code == 2 and "error: unknown backend(s) openvino" in res.output
+    assert res.exit_code == 2 and "error: unknown backend(s) tflite" in res.output
 
 
 @pytest.mark.gpu

@@ -23,6 +23,7 @@ A dataset without ``test/`` is valid for training; an existing but empty ``test/
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from anodet.preprocess import (
     resize_mask,
 )
 
+log = logging.getLogger(__name__)
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 LAYOUT_NAMES = {"mvtec3d": "MVTec 3D-AD layout", "folder": "folder layout"}
 _EXPECTED = (
@@ -229,7 +231,7 @@ def load_sample(sample: Sample, spec: PreprocessSpec, *,
     if need_depth:
         if sample.depth_path is None:
             raise AnodetError(f"RGB image {sample.rgb_path} has no depth file")
-        depth = load_depth(sample.depth_path)
+        depth = _load_depth_named(sample.depth_path)
         if depth.shape != rgb.shape[:2]:
             raise AnodetError(
                 f"depth {sample.depth_path} is {depth.shape[1]}x{depth.shape[0]} but RGB "
@@ -238,6 +240,19 @@ def load_sample(sample: Sample, spec: PreprocessSpec, *,
     mask = _read_mask(sample, rgb.shape[:2])
     rgb_s, depth_s = prepare_frame(rgb, depth, spec)
     return rgb_s, depth_s, None if mask is None else resize_mask(mask, spec.image_size)
+
+
+def _load_depth_named(path: Path) -> np.ndarray:
+    """Depth with NaN/inf or impossibly far pixels marked missing, naming the file in a warning.
+
+    Left unmarked, one 3e38 patch in one training image makes every loss and the threshold NaN.
+    """
+    try:
+        return load_depth(path, strict=True)
+    except AnodetError as exc:
+        depth = load_depth(path)  # raises again for a file that is unreadable or has no valid pixel
+        log.warning("%s; those pixels are treated as missing depth", exc)
+        return depth
 
 
 def load_gt(sample: Sample) -> np.ndarray | None:

@@ -29,6 +29,7 @@ import tifffile
 from anodet.data.sensor import (SENSORS, check_sensor, depth_to_xyz, focal_length, ideal_depth,
                                 sensor_depth)
 from anodet.errors import AnodetError
+from anodet.runtime.outputs import check_output_dir
 
 DEFECT_TYPES = ("colour", "geometry", "crack")
 TEST_TYPES = ("good", *DEFECT_TYPES)
@@ -254,23 +255,24 @@ def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = N
 
 def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val: int = 15,
                   n_test_per_type: int = 10, seed: int = 0, category: str = "widget",
-                  sensor: str = "ideal") -> Path:
+                  sensor: str = "ideal", replace: bool = True) -> Path:
     """Write a synthetic category in MVTec 3D-AD layout under ``out/<category>``; return it.
 
     rgb PNG, xyz float32 TIFF (metres, missing points all zero), gt PNG 0/255 for every test
-    image (all zero for good ones). A previous synthetic set at that place is replaced; any
-    other non-empty directory is refused. ``n_val=0`` writes no validation split. ``sensor``:
+    image (all zero for good ones). A previous synthetic set at that place is replaced (refused
+    when ``replace`` is False); any other non-empty directory is refused. ``n_val=0`` writes no validation split. ``sensor``:
     the depth camera modelled (anodet.data.sensor.SENSOR_NAMES).
     """
     if n_train < 1 or n_val < 0 or n_test_per_type < 0:
         raise AnodetError("n_train >= 1, n_val >= 0 and n_test_per_type >= 0 required")
     check_sensor(sensor)
     root = Path(out) / category
+    check_output_dir(root, "dataset folder")  # OUT a file or read-only: one line before any work
     if root.exists() and any(root.iterdir()):
-        if not (root / _MARKER).is_file():
-            raise AnodetError(
-                f"{root} exists and is not a synthetic anodet dataset; choose another OUT"
-            )
+        marked = (root / _MARKER).is_file()
+        if not marked or not replace:
+            raise AnodetError(f"{root} exists and holds " + ("an earlier synthetic dataset; pass --force to "
+                              "replace it" if marked else "other files (not a synthetic dataset); choose another OUT"))
         shutil.rmtree(root)
     jobs = [("train", "good", n_train), ("validation", "good", n_val)]
     jobs += [("test", t, n_test_per_type) for t in TEST_TYPES]

@@ -22,7 +22,7 @@ from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_SCORE
 from anodet.data.samples import Sample, describe, discover, load_gt, load_sample
 from anodet.errors import AnodetError
 from anodet.evaluation import metrics as M
-from anodet.experiment import prepare_out_dir
+from anodet.experiment import failed_run_cleanup, prepare_out_dir
 from anodet.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,12 @@ def open_model(checkpoint: str | Path | None = None, model: str | Path | None = 
     if (checkpoint is None) == (model is None):
         raise AnodetError("give exactly one of --checkpoint (PyTorch) or --model (.onnx/.engine)")
     if checkpoint is not None:
+        from anodet.checkpoint import warn_if_uncalibrated
         from anodet.experiment import resolve_device
         from anodet.models.detector import load_detector
 
         det = load_detector(checkpoint)
+        warn_if_uncalibrated(det.checkpoint_info, Path(checkpoint))
         cfg = det.cfg
         return ModelUnderTest(f"checkpoint {checkpoint}", TorchPredictor(det, resolve_device(device)),
                               cfg.model.in_channels, cfg.data.preprocess, cfg.preset)
@@ -85,16 +87,47 @@ def _batches(items: list, size: int):
 
 def evaluate_model(mut: ModelUnderTest, data: str | Path, out: str | Path, *, save_maps: bool = False,
                    report: bool = True, batch: int = 4, max_panels: int | None = None) -> dict[str, Any]:
-    """Run the test split of ``data`` through ``mut``; write metrics.json (+ maps, report)."""
-    out_dir = prepare_out_dir(Path(out))
+    """Run the test split of ``data`` through ``mut``; write metrics.json (+ maps, report).
+
+    A run that fails removes the ``out`` folder it created (results already there stay).
+    """
+    if batch < 1:
+        raise AnodetError(f"--batch must be >= 1, got {batch}")
     need_depth = mut.in_channels == 4
     ds = discover(data, need_depth=need_depth)
     log.info("data: %s", describe(ds))
     if not ds.test:
         raise AnodetError(f"{data}: the test split is empty; nothing to evaluate")
+    created = not Path(out).exists()
+    out_dir = prepare_out_dir(Path(out))
+    with failed_run_cleanup(out_dir, created=created, keep=out_dir / "metrics.json"):
+        return _evaluate(mut, ds, data, out_dir, save_maps, report, batch, max_panels)
+
+
+def _evaluate(mut, ds, data, out_dir, save_maps, report, batch, max_panels) -> dict[str, Any]:
+    need_depth = mut.in_channels == 4
     labels, scores, masks, maps, types = [], [], [], [], []
     small: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []  # model-size copies for panels
     bar = tqdm(total=len(ds.test), desc="evaluating", unit="img", leave=False)
+    try:
+        _predict_all(mut, ds, batch, bar, need_depth, (labels, scores, masks, maps, types), small)
+    finally:
+        bar.close()  # an error message must not land on the bar's line
+    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD)
+    result.update({"model": mut.name, "preset": mut.preset, "data": str(Path(data).resolve())})
+    for w in result.get("warnings", []):
+        log.warning("%s", w)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    if save_maps:
+        _save_maps(out_dir, ds.test, maps, scores)
+    if report:
+        _write_report(out_dir, ds.test, result, labels, scores, masks, maps, small, max_panels)
+    return result
+
+
+def _predict_all(mut, ds, batch, bar, need_depth, lists, small) -> None:
+    """Predict every test image in batches; append to lists (labels, scores, masks, maps, types)."""
+    labels, scores, masks, maps, types = lists
     for chunk in _batches(ds.test, batch):
         bar.update(len(chunk))
         loaded = [load_sample(s, mut.spec, need_depth=need_depth) for s in chunk]
@@ -114,17 +147,6 @@ def evaluate_model(mut: ModelUnderTest, data: str | Path, out: str | Path, *, sa
             maps.append(amap_full)
             types.append(sample.defect_type)
             small.append((rgb[i], depth[i] if depth is not None else None, amap))
-    bar.close()
-    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD)
-    result.update({"model": mut.name, "preset": mut.preset, "data": str(Path(data).resolve())})
-    for w in result.get("warnings", []):
-        log.warning("%s", w)
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    if save_maps:
-        _save_maps(out_dir, ds.test, maps, scores)
-    if report:
-        _write_report(out_dir, ds.test, result, labels, scores, masks, maps, small, max_panels)
-    return result
 
 
 def _save_maps(out_dir: Path, samples: list[Sample], maps: list[np.ndarray], scores: list[float]) -> None:

@@ -13,7 +13,6 @@ import copy
 import datetime
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,11 @@ from anodet.artifact import (
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 from anodet.models.detector import Detector, load_detector
+from anodet.runtime.outputs import describe_os_error, publish, temp_beside
 
 log = logging.getLogger(__name__)
+# torch.onnx's TorchScript exporter range; the graph's ops (reflection pad, resize) need 11+.
+MIN_OPSET, MAX_OPSET = 11, 20
 
 
 class ExportGraph(nn.Module):
@@ -118,6 +120,9 @@ def parity_samples(det: Detector) -> tuple[np.ndarray, np.ndarray | None]:
     """The real preprocessed validation frames stored in the checkpoint at training time."""
     ck = getattr(det, "checkpoint_info", {})
     samples = ck.get("parity_samples")
+    if not samples and "calibration" not in ck:
+        raise AnodetError("the checkpoint is training state without a calibrated threshold (last.pt); "
+                          "export checkpoints/best.pt, written when training ends")
     if not samples:
         raise AnodetError("the checkpoint holds no parity samples; retrain it with this anodet version")
     rgb = samples["rgb"].numpy()
@@ -132,6 +137,8 @@ def _torch_outputs(det: Detector, rgb: np.ndarray, depth: np.ndarray | None) -> 
 
 
 def _check_output(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise AnodetError(f"output {path} is a folder; give a file path such as {path / 'model.onnx'}")
     if path.exists() and not force:
         raise AnodetError(f"output {path} exists; pass --force to overwrite")
     if not path.parent.exists():
@@ -152,15 +159,20 @@ def export_onnx(
     """Export ``checkpoint`` to ``output`` (.onnx). ``batch=None`` makes the batch dynamic."""
     output = Path(output)
     _check_output(output, force)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise AnodetError(f"--opset {opset} is not supported; valid: {MIN_OPSET} to {MAX_OPSET}")
+    if batch is not None and batch < 1:
+        raise AnodetError(f"--batch must be >= 1 (or use a dynamic batch), got {batch}")
     det = load_detector(checkpoint).eval()
     rgb, depth = parity_samples(det)
     info = model_info(det, batch=batch, precision="fp16" if fp16 else "fp32")
-    fd, tmp_name = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        tmp = temp_beside(output)
+        log.info("tracing %s (opset %d) into ONNX ...", checkpoint, opset)
         _trace(copy.deepcopy(det) if fp16 else det, tmp, info, opset, batch, fp16)
         det.eval()
+        log.info("checking the graph and comparing it with PyTorch on %d stored frames ...", rgb.shape[0])
         model = onnx.load(str(tmp))
         _set_io_shapes(model, info)
         write_metadata(model, info)
@@ -172,10 +184,13 @@ def export_onnx(
         result = compare_outputs(ref, got, precision=info.precision)
         if not result.ok:
             raise AnodetError(f"parity check failed: {result.describe()}; nothing written to {output}")
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        publish(tmp, output)
+    except OSError as exc:
+        raise AnodetError(f"writing {output} failed ({describe_os_error(exc)}); "
+                          "an existing file of that name is unchanged") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
     return ExportResult(output, info, result, output.stat().st_size / 2**20)
 
 

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import io
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from anodet.data.samples import discover
 from anodet.errors import AnodetError
 from anodet.export.recalibration import Recalibration, recalibrate
 from anodet.export.session import run_frames
+from anodet.runtime.outputs import publish, remove_orphans
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,8 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model, output = Path(model), Path(output)
+    if output.is_dir():
+        raise AnodetError(f"output {output} is a folder; give a file path such as {output / 'model_int8.onnx'}")
     if output.exists() and not force:
         raise AnodetError(f"output {output} exists; pass --force to overwrite")
     info = read_info(model)
@@ -209,7 +211,8 @@ def quantize_int8(
         raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
     rgb, depth = load_arrays(normals, info.preprocess, need_depth=info.needs_depth, desc="calibration")
     n_calib = rgb.shape[0]
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+    remove_orphans(output)  # work folders of killed runs hold ~100 MB each
+    with tempfile.TemporaryDirectory(prefix=output.name + ".", suffix=".tmp", dir=output.parent) as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
         convs = _quantizable_convs(onnx.load(str(pre)), tuple(keep_fp32))
@@ -258,9 +261,6 @@ def quantize_int8(
             return result
         if drop is None:
             log.warning("%s has no test split with both classes: accuracy change not measured", calib)
-        fd, tmp_out = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
-        os.close(fd)
-        os.replace(q, tmp_out)
-        os.replace(tmp_out, output)
+        publish(q, output)
         result.path = output
     return result

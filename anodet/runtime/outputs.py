@@ -1,13 +1,20 @@
-"""Checks that a run's output paths can be written, made before the stream starts. Torch-free.
+"""Output files: checks before long work starts, atomic publication, one file-mode rule. Torch-free.
 
 Each check only looks (nothing is created), so a run refused for its third output leaves no
 file or folder behind for the first two. ``os.access`` reports read-only file systems even to
-root; writes that fail later (a full disk) are reported by the sinks themselves.
+root; writes that fail later (a full disk) are reported by the writers themselves.
+
+Large outputs (checkpoints, ONNX models) are written to ``<name>.<random>.tmp`` beside the
+target and renamed into place, so a kill leaves the previous file intact; the orphaned
+temporary file is removed by the next write of the same target. Every output gets the mode a
+plain ``open()`` would give it (0666 minus the umask), whichever library wrote it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from anodet.errors import AnodetError
@@ -61,3 +68,35 @@ def check_output_dir(path: str | Path, what: str) -> None:
 def describe_os_error(exc: OSError) -> str:
     """'No space left on device' rather than '[Errno 28] No space left on device: path'."""
     return exc.strerror or str(exc)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
+
+
+def remove_orphans(path: Path) -> None:
+    """Delete ``<path name>.*.tmp`` files and folders beside ``path``: left by a killed write."""
+    for orphan in path.parent.glob(f"{path.name}.*.tmp"):
+        if orphan.is_dir() and not orphan.is_symlink():
+            shutil.rmtree(orphan, ignore_errors=True)
+        else:
+            orphan.unlink(missing_ok=True)
+
+
+def temp_beside(path: Path) -> Path:
+    """A new empty temporary file next to ``path`` (same file system, so renaming is atomic).
+
+    Orphans of earlier killed writes to ``path`` are removed first.
+    """
+    remove_orphans(path)
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the standard file mode and rename it to ``path`` (atomically replacing it)."""
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+    os.replace(tmp, path)

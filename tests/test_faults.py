@@ -1,0 +1,312 @@
+"""Fault injection: what a hostile new user tries (issue 15), one parametrised case per fault.
+
+Every case runs the CLI in-process (click's CliRunner) and must end with exit code 2, no
+traceback, exactly one ``error:`` line that names the problem, every file that existed before
+byte for byte unchanged (md5), and no output folder left behind by the failed run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from anodet.cli import main, train_cmd
+from conftest import TINY
+
+
+@dataclass
+class Case:
+    args: list
+    needle: str  # must appear in the error line (case-insensitive)
+    watched: list[Path] = field(default_factory=list)  # pre-existing files that must not change
+    absent: list[Path] = field(default_factory=list)  # paths a failed run must not create
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def tiny_yaml_with(tmp: Path, **sections) -> Path:
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
+    for name, values in sections.items():
+        if name == "preset":
+            raw["preset"] = values
+        else:
+            raw[name].update(values)
+    path = tmp / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def yaml_case(text: str, needle: str) -> Callable:
+    """A YAML file holding ``text`` (raw, as a user types it) on top of the tiny config."""
+    def build(tmp: Path, fx) -> Case:
+        path = tmp / "cfg.yaml"
+        base = yaml.safe_dump({k: v for k, v in TINY.items() if k != "train"})
+        path.write_text(base + text + "\n")
+        out = tmp / "out"
+        return Case(["train", "--config", path, "--data", fx("synth_data"), "--out", out], needle, absent=[out])
+
+    return build
+
+
+def experiment_copy(tmp: Path, fx) -> Path:
+    dst = tmp / "exp"
+    shutil.copytree(fx("trained"), dst)
+    return dst
+
+
+def experiment_files(exp: Path) -> list[Path]:
+    return [exp / "checkpoints" / "best.pt", exp / "checkpoints" / "last.pt", exp / "config.yaml",
+            exp / "history.csv"]
+
+
+def train_over_existing(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    args = ["train", "--config", fx("tiny_yaml"), "--data", fx("synth_data"), "--out", exp, "--epochs", "1"]
+    return Case(args, "--resume", experiment_files(exp))
+
+
+def resume_and_force(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    args = ["train", "--config", fx("tiny_yaml"), "--data", fx("synth_data"), "--out", exp, "--resume", "--force"]
+    return Case(args, "contradict", experiment_files(exp))
+
+
+def resume_other_data(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    other = tmp / "other"
+    shutil.copytree(fx("synth_data"), other)
+    victim = min((other / "train" / "good" / "rgb").iterdir())
+    victim.unlink()
+    (other / "train" / "good" / "xyz" / (victim.stem + ".tiff")).unlink()
+    args = ["train", "--config", fx("tiny_yaml"), "--data", other, "--out", exp, "--resume", "--epochs", "12"]
+    return Case(args, "--new-data", experiment_files(exp))
+
+
+def synth_over_earlier(tmp, fx):
+    out = tmp / "synth"
+    CliRunner().invoke(main, ["synth", str(out), "--size", "32", "--train", "1", "--val", "0", "--test", "0"])
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    return Case(["synth", out, "--size", "32", "--train", "2"], "--force", files)
+
+
+def synth_out_is_file(tmp, fx):
+    f = tmp / "afile"
+    f.write_text("x")
+    return Case(["synth", f, "--size", "32", "--train", "1"], "afile", [f])
+
+
+def image_size_too_small(tmp, fx):
+    # 16 training images at 64 px: layer4 is 2x2, 64 pixel vectors for 64 kept PCA channels.
+    cfg = tiny_yaml_with(tmp, model={"reduce_channels": 64})
+    out = tmp / "out"
+    return Case(["train", "--config", cfg, "--data", fx("synth_data"), "--out", out], "image_size", absent=[out])
+
+
+def export_case(extra: list, needle: str, checkpoint: str = "best.pt") -> Callable:
+    def build(tmp, fx) -> Case:
+        ckpt = fx("trained") / "checkpoints" / checkpoint
+        out = tmp / "m.onnx"
+        args = ["export", "onnx", "--checkpoint", ckpt, "-o", out, *[tmp if a == "TMP" else a for a in extra]]
+        return Case(args, needle, [ckpt], absent=[out])
+
+    return build
+
+
+def export_over_existing(tmp, fx):
+    out = tmp / "m.onnx"
+    out.write_bytes(b"an earlier export")
+    return Case(["export", "onnx", "--checkpoint", fx("trained") / "checkpoints" / "best.pt", "-o", out],
+                "--force", [out])
+
+
+def checkpoint_case(damage: Callable[[Path], None], needle: str, command: str = "eval") -> Callable:
+    def build(tmp, fx) -> Case:
+        bad = tmp / "bad.pt"
+        shutil.copy(fx("trained") / "checkpoints" / "best.pt", bad)
+        damage(bad)
+        if command == "eval":
+            out = tmp / "e"
+            return Case(["eval", "--checkpoint", bad, "--data", fx("synth_data"), "--out", out], needle,
+                        absent=[out])
+        return Case(["export", "onnx", "--checkpoint", bad, "-o", tmp / "m.onnx"], needle, absent=[tmp / "m.onnx"])
+
+    return build
+
+
+def flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * 0.6)] ^= 0x10  # inside the backbone's weights
+    path.write_bytes(bytes(data))
+
+
+def without_config(path: Path) -> None:
+    import torch
+
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]
+    torch.save(ckpt, path)
+
+
+def int8_case(content: Callable[[Path], bytes], needle: str) -> Callable:
+    def build(tmp, fx) -> Case:
+        bad = tmp / "bad.onnx"
+        bad.write_bytes(content(fx("exported")))
+        out = tmp / "q.onnx"
+        return Case(["export", "int8", "--model", bad, "--calib", fx("synth_data"), "-o", out], needle, [bad],
+                    absent=[out])
+
+    return build
+
+
+def eval_batch_zero(tmp, fx):
+    out = tmp / "e"
+    ckpt = fx("trained") / "checkpoints" / "best.pt"
+    return Case(["eval", "--checkpoint", ckpt, "--data", fx("synth_data"), "--out", out, "--batch", "0"], "--batch",
+                absent=[out])
+
+
+def eval_bad_data(tmp, fx):
+    out = tmp / "e"
+    ckpt = fx("trained") / "checkpoints" / "best.pt"
+    return Case(["eval", "--checkpoint", ckpt, "--data", tmp / "nope", "--out", out], "nope", absent=[out])
+
+
+def run_case(extra: list, needle: str) -> Callable:
+    def build(tmp, fx) -> Case:
+        return Case(["run", "--model", fx("exported"), "--source", "synthetic:2",
+                     *[tmp if a == "TMP" else a for a in extra]], needle)
+
+    return build
+
+
+CASES = {
+    "train over an experiment": train_over_existing,
+    "train --resume --force": resume_and_force,
+    "resume on other data": resume_other_data,
+    "synth over its output": synth_over_earlier,
+    "synth OUT is a file": synth_out_is_file,
+    "yaml epochs ten": yaml_case("train: {epochs: ten}", "train.epochs"),
+    "yaml epochs 2.5": yaml_case("train: {epochs: 2.5}", "train.epochs"),
+    "yaml image_size word": yaml_case("data: {image_size: sixty}", "data.image_size"),
+    "yaml reduction_factor 0": yaml_case("train: {epochs: 1}\nmodel: {reduction_factor: 0}", "reduction_factor"),
+    "yaml weight_decay -1": yaml_case("train: {weight_decay: -1}", "weight_decay"),
+    "yaml layers a string": yaml_case("train: {epochs: 1}\nmodel: {layers: layer2}", "model.layers"),
+    "yaml bool as word": yaml_case("train: {epochs: 1}\ndata: {fill_holes: 'sure'}", "fill_holes"),
+    "yaml lr nan": yaml_case("train: {lr: .nan}", "train.lr"),
+    "yaml preset typo": yaml_case("preset: rgbd_reducd", "rgbd_reduced"),
+    "image size too small for the data": image_size_too_small,
+    "export opset 5": export_case(["--opset", "5"], "--opset"),
+    "export -o folder --force": export_case(["-o", "TMP", "--force"], "folder"),
+    "export batch 0": export_case(["--batch", "0"], "--batch"),
+    "export last.pt": export_case([], "best.pt", checkpoint="last.pt"),
+    "export over an existing file": export_over_existing,
+    "export bit-flipped checkpoint": checkpoint_case(flip_bit, "bad.pt", command="export"),
+    "eval bit-flipped checkpoint": checkpoint_case(flip_bit, "bad.pt"),
+    "eval checkpoint without config": checkpoint_case(without_config, "config"),
+    "eval batch 0": eval_batch_zero,
+    "eval missing data": eval_bad_data,
+    "int8 truncated onnx": int8_case(lambda good: good.read_bytes()[:2000], "bad.onnx"),
+    "int8 garbage onnx": int8_case(lambda good: b"\x08\x07garbage" * 100, "bad.onnx"),
+    "run max-frames -1": run_case(["--max-frames", "-1"], "--max-frames"),
+    "run events is a folder": run_case(["--events", "TMP"], "folder"),
+    "run events on /dev/full": run_case(["--events", "/dev/full"], "/dev/full"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fault(name, tmp_path, request):
+    case = CASES[name](tmp_path, request.getfixturevalue)
+    before = {p: md5(p) for p in case.watched}
+    result = CliRunner().invoke(main, [str(a) for a in case.args])
+    assert result.exit_code == 2, (result.exit_code, result.output[-2000:], result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1, result.output[-2000:]
+    assert case.needle.lower() in errors[0].lower(), errors[0]
+    assert {p: md5(p) for p in case.watched} == before
+    for p in case.absent:
+        assert not p.exists(), f"the failed run left {p}"
+
+
+def test_standalone_scripts_take_dash_h():
+    result = CliRunner().invoke(train_cmd, ["-h"])
+    assert result.exit_code == 0 and "--resume" in result.output
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from anodet.checkpoint import write_checkpoint
+    from anodet.errors import AnodetError
+
+    path = tmp_path / "best.pt"
+    write_checkpoint({"model": {"w": torch.ones(3)}, "config": {}}, path)
+    before = md5(path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(AnodetError, match="best.pt.*No space left"):
+        write_checkpoint({"model": {"w": torch.zeros(3)}, "config": {}}, path)
+    assert md5(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no .tmp left behind
+
+
+def test_orphans_of_killed_writes_are_removed_and_modes_follow_umask(tmp_path):
+    import os
+
+    import torch
+
+    from anodet.checkpoint import write_checkpoint
+
+    orphan = tmp_path / "last.pt.k1ll3d.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    old = os.umask(0o022)
+    try:
+        write_checkpoint({"model": {"w": torch.ones(2)}, "config": {}}, tmp_path / "last.pt")
+    finally:
+        os.umask(old)
+    assert not orphan.exists()
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_non_finite_loss_is_an_error_and_leaves_no_folder(tiny_yaml, synth_data, tmp_path, monkeypatch):
+    import anodet.train
+
+    monkeypatch.setattr(anodet.train, "_val_loss", lambda *a, **k: float("nan"))
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["train", "--config", str(tiny_yaml), "--data", str(synth_data),
+                                       "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 2, result.output[-2000:]
+    assert "error: the loss at epoch 1 is nan" in result.output
+    assert not out.exists()
+
+
+def test_extreme_depth_in_training_is_named_and_marked_missing(synth_data, tmp_path, caplog):
+    import tifffile
+
+    from anodet.data.samples import discover, load_sample
+    from anodet.preprocess import PreprocessSpec
+
+    data = tmp_path / "d"
+    shutil.copytree(synth_data, data)
+    victim = min((data / "train" / "good" / "xyz").iterdir())
+    xyz = tifffile.imread(victim)
+    xyz[10:14, 10:14, 2] = 3e38
+    tifffile.imwrite(victim, xyz, photometric="minisblack", planarconfig="contig")
+    sample = next(s for s in discover(data).train + discover(data).val if s.depth_path == victim)
+    with caplog.at_level("WARNING", logger="anodet.data.samples"):
+        _, depth, _ = load_sample(sample, PreprocessSpec(image_size=64))
+    assert np.isfinite(depth).all() and depth.max() < 100
+    assert victim.name in caplog.text
