@@ -52,10 +52,11 @@ class CaptureResult:
 
 
 def check_split(split: str) -> str:
-    """The split folder, e.g. ``train/normal`` or ``test/anomaly/scratch``; AnodetError if not one."""
+    """The split folder, e.g. ``train/normal`` or ``test/anomaly/scratch``; else AnodetError."""
     norm = split.strip().strip("/")
     if not _SPLIT.match(norm):
-        raise AnodetError(f"split '{split}' is not a folder-layout split; use one of {', '.join(SPLIT_FORMS)}")
+        raise AnodetError(f"split '{split}' is not a folder-layout split; use one of "
+                          f"{', '.join(SPLIT_FORMS)}")
     return norm
 
 
@@ -172,10 +173,12 @@ def _stream_setup(source: Source, frame: Frame, depth_format: str) -> tuple[dict
     aligned = reader is not None and reader.align is not None
     units = float(reader.depth_scale) if reader is not None else None
     if depth_format == "png" and units is not None and abs(units - PNG_UNIT_M) > 1e-9:
-        raise AnodetError(f"{source.description} has depth units of {units:.6g} m, but a 16-bit depth "
-                          "PNG is read back as millimetres; use --depth-format tiff or xyz")
-    fields: dict[str, Any] = {"resolution": [w, h], "depth_units_m": units, "aligned_to_colour": aligned,
-                              "filters": list(getattr(reader, "filter_names", ())), "device": None}
+        raise AnodetError(f"{source.description} has depth units of {units:.6g} m, but a 16-bit "
+                          "depth PNG is read back as millimetres; use --depth-format tiff or xyz")
+    fields: dict[str, Any] = {
+        "resolution": [w, h], "depth_units_m": units, "aligned_to_colour": aligned,
+        "filters": list(getattr(reader, "filter_names", ())), "device": None,
+    }
     intr = rs = None
     if profile is not None:
         rs = reader.rs
@@ -200,8 +203,9 @@ def capture(source: Source, out: str | Path, split: str, *, depth_format: str = 
     """
     split = check_split(split)
     if depth_format not in DEPTH_FORMATS:
-        raise AnodetError(f"depth format '{depth_format}' unknown; use one of {', '.join(DEPTH_FORMATS)}")
-    if stride < 1 or (interval is not None and interval < 0) or (max_frames is not None and max_frames < 1):
+        raise AnodetError(f"depth format '{depth_format}' unknown; use one of "
+                          f"{', '.join(DEPTH_FORMATS)}")
+    if stride < 1 or (interval or 0) < 0 or (max_frames is not None and max_frames < 1):
         raise AnodetError("--stride and --max must be at least 1 and --interval not negative")
     root = Path(out)
     folder = root / split
@@ -234,7 +238,8 @@ def capture(source: Source, out: str | Path, split: str, *, depth_format: str = 
             last_kept = frame.timestamp
             res.written += 1
             res.files.append(stem)
-            session["frames"].append({"stem": stem, "timestamp": frame.timestamp, "source": frame.name})
+            session["frames"].append(
+                {"stem": stem, "timestamp": frame.timestamp, "source": frame.name})
             bar.update()
             if res.written == 1 or res.written % save_every == 0:
                 _save(log, session, res, source)

@@ -107,9 +107,13 @@ def test_capture_reads_back_in_metres(tmp_path, rec, played, fmt):
     assert code == 0, out
     split = tmp_path / "train" / "normal"
     suffix = ".png" if fmt == "png" else ".tiff"
-    for i, frame in enumerate(played):
-        np.testing.assert_array_equal(load_rgb(split / "rgb" / f"{i:06d}.png"), frame.rgb)
-        depth = load_depth(split / "depth" / f"{i:06d}{suffix}")
+    by_name = {f.name: f for f in played}  # a replayed pass may deliver sets out of file order
+    (session,) = json.loads((tmp_path / "capture.json").read_text())["sessions"]
+    assert sorted(f["source"] for f in session["frames"]) == sorted(by_name)
+    for entry in session["frames"]:
+        frame, stem = by_name[entry["source"]], entry["stem"]
+        np.testing.assert_array_equal(load_rgb(split / "rgb" / f"{stem}.png"), frame.rgb)
+        depth = load_depth(split / "depth" / f"{stem}{suffix}")
         np.testing.assert_allclose(depth, frame.depth, atol=1e-6)  # exact up to float32 rounding
     if fmt == "xyz":  # x and y from the stream intrinsics: fx = 64, principal point (31.5, 23.5)
         import tifffile
@@ -122,6 +126,38 @@ def test_capture_reads_back_in_metres(tmp_path, rec, played, fmt):
     assert len(ds.train) + len(ds.val) == N and ds.layout == "folder"
 
 
+def test_mispaired_playback_sets_are_left_for_a_later_pass(rec):
+    """SDK 2.59 playback now and then pairs colour with a depth frame of another time."""
+
+    class Stub:
+        def __init__(self, number, stamp):
+            self.number, self.stamp = number, stamp
+
+        def get_frame_number(self):
+            return self.number
+
+        def get_timestamp(self):
+            return self.stamp
+
+    class Set:
+        def __init__(self, colour, depth):
+            self.colour, self.depth = colour, depth
+
+        def get_color_frame(self):
+            return self.colour
+
+        def get_depth_frame(self):
+            return self.depth
+
+    source, seen = RecordingSource(rec), set()
+    source.fps = 30
+    assert source._to_frame(Set(Stub(0, 1000.0), Stub(7, 1233.3)), seen) is None
+    assert source.mispaired == 1 and not seen  # not marked as judged: the next pass plays it
+    source.reader.to_frame = lambda frames: "judged"
+    assert source._to_frame(Set(Stub(0, 1000.0), Stub(0, 1004.0)), seen) == "judged"  # 4 ms apart
+    assert seen == {(0, 1000.0)}
+
+
 def test_capture_json_describes_camera_and_frames(tmp_path, rec, played):
     assert cli("--source", rec, "--out", tmp_path, "--split", "test/anomaly/dent")[0] == 0
     log = json.loads((tmp_path / "capture.json").read_text())
@@ -131,7 +167,8 @@ def test_capture_json_describes_camera_and_frames(tmp_path, rec, played):
     assert session["resolution"] == [64, 48] and session["depth_units_m"] == pytest.approx(0.001)
     assert session["streams"]["color"]["intrinsics"]["fx"] == 64.0
     assert session["filters"] == [] and session["aligned_to_colour"] is True
-    assert [f["timestamp"] for f in session["frames"]] == [f.timestamp for f in played]
+    stamps = {f.name: f.timestamp for f in played}
+    assert {f["source"]: f["timestamp"] for f in session["frames"]} == stamps
     assert session["stopped_by"] == "end" and session["ended"]
 
 
@@ -150,8 +187,8 @@ def test_resume_continues_numbering_and_keeps_files(tmp_path, rec):
 
 
 def test_interval_keeps_frames_apart(tmp_path, rec):
-    # Frames are 1/30 s apart: at least 0.1 s between kept frames keeps every 3rd (0, 3, 6).
-    res = capture(open_capture_source(str(rec)), tmp_path, "train/normal", interval=0.1, progress=False)
+    # Frames are 1/30 s apart: at least 0.09 s between kept frames keeps every 3rd (0, 3, 6).
+    res = capture(open_capture_source(str(rec)), tmp_path, "train/normal", interval=0.09, progress=False)
     assert res.written == 3
 
 

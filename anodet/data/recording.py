@@ -69,8 +69,9 @@ def recording_dataset(path: str | Path, *, progress: bool = True) -> Path:
             raise AnodetError(f"recording {path} holds no colour and depth frames")
         os.replace(tmp, final)
     except OSError as exc:
-        raise AnodetError(f"cannot extract recording {path} into {final.parent} "
-                          f"({exc.strerror or exc}); set ANODET_CACHE to a writable folder") from None
+        raise AnodetError(
+            f"cannot extract recording {path} into {final.parent} ({exc.strerror or exc}); "
+            "set ANODET_CACHE to a writable folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("recording %s: %d frames extracted to %s (%d skipped)", path, res.written, final,

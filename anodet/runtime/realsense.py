@@ -137,17 +137,9 @@ class RealSenseSource(LiveSource):
     """A live RealSense camera: depth z16 + colour rgb8 at width x height @ fps, depth aligned
     to colour. Reconnects with backoff when unplugged (see LiveSource)."""
 
-    def __init__(
-        self,
-        serial: str | None = None,
-        *,
-        width: int = 640,
-        height: int = 480,
-        fps: int = 30,
-        filters: Iterable[str] = (),
-        frame_timeout_ms: int = 5000,
-        give_up_after: float = 30.0,
-    ):
+    def __init__(self, serial: str | None = None, *, width: int = 640, height: int = 480,
+                 fps: int = 30, filters: Iterable[str] = (), frame_timeout_ms: int = 5000,
+                 give_up_after: float = 30.0):
         super().__init__(give_up_after=give_up_after)
         self.rs = import_realsense()
         self.serial, self.width, self.height, self.fps = serial, width, height, fps
@@ -213,6 +205,7 @@ class RecordingSource:
         self.expected = count_colour_frames(self.path)  # None: the file cannot tell (.bag)
         self.lost = 0  # recorded frame sets playback never delivered
         self.passes = 0  # plays of the file (more than 1: the SDK ended a pass early)
+        self.mispaired = 0  # sets deferred because their colour and depth differ in time
         self.fps: float | None = None
         self._closed = False
 
@@ -293,6 +286,12 @@ class RecordingSource:
             )
         key = (color.get_frame_number(), color.get_timestamp())
         if key in seen:  # a replayed pass: judged already
+            return None
+        depth = frames.get_depth_frame()
+        # Non-real-time playback (SDK 2.59) now and then pairs colour with a depth frame of
+        # another time: not judged now, a later pass plays it again (after the rest of the file).
+        if depth and abs(depth.get_timestamp() - color.get_timestamp()) > 500.0 / (self.fps or 30):
+            self.mispaired += 1
             return None
         seen.add(key)
         return self.reader.to_frame(frames)
