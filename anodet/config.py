@@ -33,13 +33,14 @@ class DataConfig:
     image_size: int = 256  # square model input, pixels
     fill_holes: bool = True  # fill missing depth from the nearest valid pixel
     remove_plane: bool = False  # fit a plane on the border and flatten tilt
+    depth_sigma: float = 0.0  # Gaussian low-pass of depth before the backbone (model px); 0 = off
     val_fraction: float = 0.2  # share of train split held out when no validation split exists
 
     @property
     def preprocess(self) -> PreprocessSpec:
         """The part of this config applied to frames before the graph (training and runtime)."""
         return PreprocessSpec(image_size=self.image_size, fill_holes=self.fill_holes,
-                              remove_plane=self.remove_plane)
+                              remove_plane=self.remove_plane, depth_sigma=self.depth_sigma)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"unknown error_norm {t.error_norm!r}; valid: {', '.join(ERROR_NORMS)}")
     if d.image_size < 32 or d.image_size % 32:
         raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
+    if not d.depth_sigma >= 0:
+        raise AnodetError(f"data.depth_sigma must be >= 0 (0 = no smoothing), got {d.depth_sigma}")
     if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:
         raise AnodetError("model.feature_size >= 2, latent_dim >= 1 and smooth_kernel >= 1 required")
     if m.bn_recalibration < 0 or m.depth_gain <= 0:
