@@ -159,11 +159,6 @@ def test_eight_concurrent_clients_are_batched(served):
     assert executions < inferences  # the dynamic batcher joined requests
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anodet.cli", "run", *args], capture_output=True, text=True,
-                          timeout=120)
-
-
 def _error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from anodet.artifact import METADATA_KEY, ModelInfo, Parity, compare_outputs, read_info, write_metadata
+from anodet.artifact import (
+    METADATA_KEY,
+    ModelInfo,
+    Parity,
+    compare_outputs,
+    read_info,
+    write_metadata,
+)
 from anodet.bench.timing import measure
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover

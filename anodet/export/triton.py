@@ -37,7 +37,6 @@ from anodet.artifact import (
     sidecar_path,
 )
 from anodet.errors import AnodetError
-from anodet.runtime.triton_model import CAMERA_FRAMES, FRAMES_PARAM, THREADS_PARAM
 from anodet.export.triton_config import (
     TRT_ACCELERATOR,
     Serving,
@@ -46,6 +45,7 @@ from anodet.export.triton_config import (
     onnx_io,
     render_config,
 )
+from anodet.runtime.triton_model import CAMERA_FRAMES, FRAMES_PARAM, THREADS_PARAM
 
 log = logging.getLogger(__name__)
 

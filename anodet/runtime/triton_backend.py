@@ -66,7 +66,12 @@ class TritonBackend:
         self.reconnects = 0
         self._grpc, self._error = grpcclient, InferenceServerException
         try:
-            self.client = grpcclient.InferenceServerClient(url)
+            # gRPC's own reconnect backoff (up to 120 s by default) would outlast our retries
+            backoff = int(max_delay * 1000)
+            self.client = grpcclient.InferenceServerClient(url, channel_args=[
+                ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
+                ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", backoff)])
         except Exception as exc:  # noqa: BLE001 - grpc raises ValueError & co for a bad address
             raise AnodetError(f"cannot use Triton address {url!r} (expected HOST:PORT): {exc}") from None
         config = self._call(self._model_config, "reading the model config")

@@ -50,7 +50,7 @@ def find_bundle() -> Bundle:
     roots.append(UNPACKED.resolve())
     spec = importlib.util.find_spec("pytriton")
     if spec is not None and spec.submodule_search_locations:
-        roots.append(Path(list(spec.submodule_search_locations)[0]).parent)
+        roots.append(Path(next(iter(spec.submodule_search_locations))).parent)
     for root in roots:
         base = root / "pytriton" / "tritonserver"
         if (base / "bin" / "tritonserver").is_file():
@@ -127,8 +127,8 @@ class TritonServer:
                 try:
                     if client.is_server_ready(client_timeout=1.0):
                         return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
+                except Exception as exc:  # noqa: BLE001 - not listening yet
+                    logger.debug("tritonserver not answering yet: %s", exc)
                 time.sleep(0.2)
         finally:
             client.close()
@@ -156,7 +156,7 @@ class TritonServer:
                 self.kill()
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def __enter__(self) -> TritonServer:
+    def __enter__(self) -> TritonServer:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
