@@ -49,7 +49,7 @@ def cli(*args):
 
 def one_error_line(code, output):
     lines = [ln for ln in output.splitlines() if ln.startswith("error: ")]
-    assert code == 2 and len(lines) == 1, output
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
     return lines[0]
 
 
@@ -279,6 +279,18 @@ def test_train_data_can_be_a_recording(tmp_path, rec, monkeypatch):
     again = discover(rec, val_fraction=0.25, seed=0)  # the cached extraction, same split
     assert [s.rgb_path for s in again.val] == [s.rgb_path for s in ds.val]
     assert len(list((tmp_path / "cache" / "recordings").iterdir())) == 1
+
+
+def test_train_data_recording_bad_inputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANODET_CACHE", str(tmp_path / "cache"))
+    colour_only = write_streams(tmp_path / "colour_only.db3", colour_size=(32, 24))
+    with pytest.raises(AnodetError, match="no depth stream"):
+        discover(colour_only)
+    damaged = tmp_path / "damaged.db3"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\x00" * 40)
+    with pytest.raises(AnodetError, match="damaged"):
+        discover(damaged)
+    assert not any((tmp_path / "cache" / "recordings").iterdir())  # nothing half-extracted kept
 
 
 def test_own_camera_walkthrough(tmp_path, tiny_yaml, monkeypatch):
