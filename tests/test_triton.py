@@ -246,3 +246,46 @@ def test_tiny_graph_runs(tmp_path):
     score, amap, mask = sess.run(None, {"rgb": rgb, "depth": np.zeros((2, S, S), np.float32)})
     assert score.shape == (2,) and amap.shape == (2, S, S) and mask.dtype == np.uint8
     assert np.allclose(score, 1.0) and mask.all()
+
+
+def test_server_side_batches_answer_each_request(tmp_path):
+    """The python flavour's execute: one joint run, a bad request answered with its own error."""
+    pytest.importorskip("onnxruntime")
+    from fake_model import make_fake_model
+
+    from anodet.artifact import OutputError
+    from anodet.runtime.backends import OnnxRuntimeBackend
+    from anodet.runtime.triton_model import prepare_request, serve_batches
+
+    backend = OnnxRuntimeBackend(make_fake_model(tmp_path / "m.onnx", image_size=S), "cpu")
+    rng = np.random.default_rng(0)
+    camera = rng.integers(0, 255, (2, 20, 24, 3), dtype=np.uint8), rng.uniform(0.4, 0.6, (2, 20, 24)).astype(np.float32)
+    bad_depth = camera[1].copy()
+    bad_depth[0, 3, 3] = np.nan
+    batches = []
+    for rgb, depth in (camera, (camera[0], bad_depth)):
+        try:
+            batches.append(prepare_request(backend, rgb, depth, prepared=False))
+        except AnodetError as exc:
+            batches.append(exc)
+    assert isinstance(batches[1], AnodetError) and "frame 0 of the request" in str(batches[1])
+    prepared = batches[0]
+    assert prepared[0].shape == (2, S, S, 3) and prepared[1].shape == (2, S, S)
+    out = serve_batches(backend, [prepared, batches[1], (prepared[0][:1], prepared[1][:1])])
+    assert isinstance(out[1], AnodetError)
+    want = backend.predict(*prepared)
+    assert np.array_equal(out[0]["anomaly_map"], want["anomaly_map"])
+    assert np.array_equal(out[2]["score"], want["score"][:1])
+
+    class Flaky:  # fails on frames whose first pixel is 7, like a model with a NaN output
+        info = backend.info
+
+        def predict(self, rgb, depth):
+            if (rgb[:, 0, 0, 0] == 7).any():
+                raise OutputError("model output holds non-finite scores (NaN or inf)")
+            return backend.predict(rgb, depth)
+
+    poisoned = prepared[0].copy()
+    poisoned[:, 0, 0, 0] = 7
+    out = serve_batches(Flaky(), [prepared, (poisoned, prepared[1])])
+    assert np.array_equal(out[0]["score"], want["score"]) and isinstance(out[1], OutputError)
