@@ -36,7 +36,7 @@ OUTPUT_MASK = "mask"
 OUTPUTS = (OUTPUT_SCORE, OUTPUT_MAP, OUTPUT_MASK)
 METADATA_KEY = "anodet"
 FORMAT = "anodet-onnx/1"
-SCHEMA_VERSION = 2  # bump when a reader of the old schema would misread the new one
+SCHEMA_VERSION = 3  # bump when a reader of the old schema would misread the new one
 DECISION_THRESHOLD = 0.5  # scores are normalised so that the calibrated threshold maps here
 ENGINE_SUFFIXES = (".engine", ".plan")
 SIDECAR_FORMAT = "anodet-engine/1"
@@ -53,6 +53,7 @@ class Calibration:
     seed: int  # split seed
     threshold_method: str  # anodet.calibration.THRESHOLD_METHODS
     threshold_quantile: float
+    pixel_fpr: float | None = None  # the mask's per-pixel false-positive budget (None: image threshold)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class ModelInfo:
     score_scale: float  # normalised = (raw - raw_threshold) / score_scale + DECISION_THRESHOLD
     batch: int | None  # fixed batch size, or None for a dynamic batch
     calibration: Calibration
+    pixel_raw_threshold: float | None = None  # the mask's threshold on the raw map (None: raw_threshold)
+    input_stats: dict[str, Any] = field(default_factory=dict)  # training frames, anodet.drift.input_stats
     precision: str = "fp32"
     schema: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # config, fingerprint, stats, ...
@@ -75,6 +78,12 @@ class ModelInfo:
     @property
     def needs_depth(self) -> bool:
         return self.in_channels == 4
+
+    @property
+    def pixel_threshold(self) -> float:
+        """The mask's threshold in normalised map units (the image threshold is DECISION_THRESHOLD)."""
+        raw = self.raw_threshold if self.pixel_raw_threshold is None else self.pixel_raw_threshold
+        return (raw - self.raw_threshold) / self.score_scale + DECISION_THRESHOLD
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -99,7 +108,8 @@ class ModelInfo:
         return [
             {"name": OUTPUT_SCORE, "dtype": "float32", "shape": [n], "meaning": "> 0.5 anomalous"},
             {"name": OUTPUT_MAP, "dtype": "float32", "shape": [n, s, s], "meaning": "normalised pixel score"},
-            {"name": OUTPUT_MASK, "dtype": "uint8", "shape": [n, s, s], "meaning": "1 = defective"},
+            {"name": OUTPUT_MASK, "dtype": "uint8", "shape": [n, s, s],
+             "meaning": "1 = defective (map > pixel threshold, anomalous frames only)"},
         ]
 
 
@@ -130,6 +140,9 @@ def info_from_json(text: str, source: str = "model") -> ModelInfo:
             raw_threshold=float(raw["raw_threshold"]), score_scale=float(raw["score_scale"]),
             batch=None if raw["batch"] is None else int(raw["batch"]),
             calibration=Calibration(**raw["calibration"]), precision=str(raw["precision"]),
+            pixel_raw_threshold=None if raw.get("pixel_raw_threshold") is None
+            else float(raw["pixel_raw_threshold"]),
+            input_stats=dict(raw.get("input_stats") or {}),
             schema=schema, extra=dict(raw.get("extra", {})),
         )
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -49,3 +49,17 @@ def threshold(raw_maps: np.ndarray, method: str, q: float) -> tuple[float, float
     thr = float(np.quantile(values, q))
     low = float(flat.min())
     return thr, max((thr - low) / 0.5, 1e-12)
+
+
+def pixel_threshold(raw_maps: np.ndarray, fpr: float) -> float:
+    """Raw pixel threshold from normal images' raw maps N x S x S: a per-pixel false-positive budget.
+
+    The image threshold is a quantile of each image's *maximum*, so on every pixel it flags the
+    blurred halo around a defect as well as the defect: masks grow many times the defect's size.
+    The mask gets its own threshold instead: the (1 - fpr)-quantile of all normal pixels, so at
+    most ``fpr`` of good-part pixels lie above it (on these images).
+    """
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"pixel_fpr must be in (0, 1), got {fpr}")
+    flat = np.asarray(raw_maps, dtype=np.float32).ravel()
+    return float(np.quantile(flat, 1.0 - fpr))

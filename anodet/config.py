@@ -85,6 +85,7 @@ class TrainConfig:
     error_norm: str = "std"  # per-position error statistics from the training normals: none | std | zscore
     threshold_method: str = "image_quantile"
     threshold_quantile: float = 0.99
+    pixel_fpr: float = 0.003  # mask threshold: share of validation-normal pixels allowed above it
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError("model.reduce_channels must be positive (or null to use reduction_factor)")
     if not 0.0 < t.threshold_quantile <= 1.0:
         raise AnodetError(f"train.threshold_quantile must be in (0, 1], got {t.threshold_quantile}")
+    if not 0.0 < t.pixel_fpr < 1.0:
+        raise AnodetError(f"train.pixel_fpr must be in (0, 1), got {t.pixel_fpr}")
     if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:
         raise AnodetError("train.epochs >= 1, train.batch_size >= 2 and train.lr > 0 required")
     check_ranges(cfg)

@@ -21,18 +21,21 @@ import torch
 from tqdm import tqdm
 
 from anodet import config as cfgmod
-from anodet.calibration import threshold
+from anodet.calibration import pixel_threshold, threshold
 from anodet.checkpoint import check_resume, check_resume_data, read_checkpoint, write_checkpoint
 from anodet.config import ExperimentConfig
 from anodet.data.arrays import fingerprint, load_arrays
 from anodet.data.samples import describe, discover
+from anodet.drift import input_stats
 from anodet.errors import AnodetError
 from anodet.experiment import failed_run_cleanup, log_to, prepare_out_dir, resolve_device
 from anodet.features import FIT_IMAGES, aligned_features, fit_fixed_part
 from anodet.models.detector import Detector, build_detector, centred_depth
+from anodet.preprocess import load_depth, load_rgb
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 4
+INPUT_STAT_FRAMES = 32  # raw training frames summarised for the runtime's drift check
 SAVE_EVERY_S = 30.0  # last.pt holds ~100 MB: write it at most this often, and at the end
 VAL_PIXELS = 32_768
 VAL_BATCH = 4096  # cache-sized chunks: 4x faster on CPU than one 32k-pixel forward pass
@@ -157,6 +160,9 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     cfgmod.save(cfg, out_dir / "config.yaml")
 
     spec = cfg.data.preprocess
+    # Statistics of the frames as the camera delivered them, for the runtime's drift check.
+    stats = input_stats((load_rgb(s.rgb_path), load_depth(s.depth_path) if need_depth else None)
+                        for s in ds.train[:INPUT_STAT_FRAMES])
     rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images")
     if depth is not None:
         det.input_norm.depth_scale.fill_(depth_scale(depth) / cfg.model.depth_gain)
@@ -197,7 +203,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
 
     n_draw = min(train_px.shape[0], t.pixels_per_image * len(ds.train))
     fp = fingerprint(ds.train)
-    common = {"config": cfg.to_dict(), "weights_source": det.weights_source, "data_fingerprint": fp}
+    common = {"config": cfg.to_dict(), "weights_source": det.weights_source, "data_fingerprint": fp,
+              "input_stats": stats}
     last_save = 0.0
     epoch = first_epoch - 1
     bar = tqdm(range(first_epoch, t.epochs + 1), desc="training", unit="epoch", initial=first_epoch - 1, total=t.epochs)
@@ -254,9 +261,12 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     raw = raw_maps(det, calib_feats, dev)
     thr, scale = threshold(raw.numpy(), t.threshold_method, t.threshold_quantile)
     _check_finite("the calibrated threshold", thr, "the validation images give non-finite anomaly maps")
-    det.scorer.set_calibration(thr, scale)
-    log.info("calibrated on %d normal images: raw threshold %.5g, scale %.5g (%s q=%.3f)",
-             raw.shape[0], thr, scale, t.threshold_method, t.threshold_quantile)
+    pixel_thr = pixel_threshold(raw.numpy(), t.pixel_fpr)
+    det.scorer.set_calibration(thr, scale, pixel_thr)
+    log.info("calibrated on %d normal images: raw threshold %.5g, scale %.5g (%s q=%.3f); "
+             "pixel threshold %.5g (%.3g of normal pixels above it), %.3f normalised",
+             raw.shape[0], thr, scale, t.threshold_method, t.threshold_quantile, pixel_thr, t.pixel_fpr,
+             det.scorer.pixel_threshold)
     best_path = out_dir / "checkpoints" / "best.pt"
     write_checkpoint({**common, "model": det.state_dict(), "epoch": epoch, "history": history,
                       "best_val_loss": best_loss, "feature_seconds": feature_s,
@@ -265,7 +275,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
                                          "depth": None if keep_depth is None
                                          else torch.from_numpy(keep_depth[:PARITY_SAMPLES].copy())},
                       "calibration": {"raw_threshold": thr, "score_scale": scale, "method": t.threshold_method,
-                                      "quantile": t.threshold_quantile, "images": int(raw.shape[0])}}, best_path)
+                                      "quantile": t.threshold_quantile, "images": int(raw.shape[0]),
+                                      "pixel_raw_threshold": pixel_thr, "pixel_fpr": t.pixel_fpr}}, best_path)
     _write_history(history, out_dir)
     seconds = time.perf_counter() - start
     log.info("done in %.1f s: best val loss %.5f, checkpoint %s", seconds, best_loss, best_path)

@@ -54,8 +54,9 @@ def make_fake_model(
     batch: int | None = None,
     gain: float = GAIN,
     metadata: bool = True,
+    info_fields: dict | None = None,
 ) -> Path:
-    """Write the fake model to ``path`` and return it."""
+    """Write the fake model to ``path`` and return it (``info_fields``: see fake_info)."""
     s, n = image_size, (batch if batch else "N")
     rgb = helper.make_tensor_value_info("rgb", TensorProto.UINT8, [n, s, s, 3])
     inputs = [rgb]
@@ -102,7 +103,7 @@ def make_fake_model(
     model.ir_version = 8
     if metadata:
         helper.set_model_props(
-            model, {"anodet": fake_info(image_size, in_channels, batch).to_json()}
+            model, {"anodet": fake_info(image_size, in_channels, batch, **(info_fields or {})).to_json()}
         )
     onnx.checker.check_model(model)
     path = Path(path)

@@ -146,7 +146,8 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["accuracy"]:
         from anodet.evaluation.evaluator import ModelUnderTest, evaluate_model
 
-        mut = ModelUnderTest(spec["name"], predictor, in_channels, prep, preset)
+        # Only threshold-free metrics are kept below, so the mask's threshold does not matter here.
+        mut = ModelUnderTest(spec["name"], predictor, in_channels, prep, preset, pixel_threshold=0.5)
         metrics = evaluate_model(mut, spec["data"], spec["eval_dir"], report=False)
         result.update({k: metrics.get(k) for k in ("image_auroc", "au_pro", "pixel_auroc")})
     result["seconds"] = time.perf_counter() - t_start

@@ -41,6 +41,7 @@ class ModelUnderTest:
     in_channels: int
     spec: PreprocessSpec
     preset: str
+    pixel_threshold: float  # the mask's threshold in normalised map units
 
 
 class TorchPredictor:
@@ -72,12 +73,13 @@ def open_model(checkpoint: str | Path | None = None, model: str | Path | None = 
         warn_if_uncalibrated(det.checkpoint_info, Path(checkpoint))
         cfg = det.cfg
         return ModelUnderTest(f"checkpoint {checkpoint}", TorchPredictor(det, resolve_device(device)),
-                              cfg.model.in_channels, cfg.data.preprocess, cfg.preset)
+                              cfg.model.in_channels, cfg.data.preprocess, cfg.preset, det.scorer.pixel_threshold)
     from anodet.runtime.backends import open_backend
 
     be = open_backend(model, backend)
     info = be.info
-    return ModelUnderTest(f"{be.name} {model}", be, info.in_channels, info.preprocess, info.preset)
+    return ModelUnderTest(f"{be.name} {model}", be, info.in_channels, info.preprocess, info.preset,
+                          info.pixel_threshold)
 
 
 def _batches(items: list, size: int):
@@ -113,7 +115,7 @@ def _evaluate(mut, ds, data, out_dir, save_maps, report, batch, max_panels) -> d
         _predict_all(mut, ds, batch, bar, need_depth, (labels, scores, masks, maps, types), small)
     finally:
         bar.close()  # an error message must not land on the bar's line
-    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD)
+    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD, pixel_threshold=mut.pixel_threshold)
     result.update({"model": mut.name, "preset": mut.preset, "data": str(Path(data).resolve())})
     for w in result.get("warnings", []):
         log.warning("%s", w)

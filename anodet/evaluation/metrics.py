@@ -96,30 +96,39 @@ def threshold_metrics(
     masks: Masks | None,
     maps: Maps | None,
     threshold: float,
+    pixel_threshold: float | None = None,
 ) -> dict[str, float | None]:
-    """Decision metrics at one threshold (value > threshold is anomalous).
+    """Decision metrics at the image threshold and the mask's pixel threshold.
 
+    An image is anomalous when its score > threshold; a pixel is defective when the image is
+    anomalous and its map value > pixel_threshold (default: threshold), as in the exported mask.
     Returns image_precision, image_recall, image_f1, image_accuracy, image_false_alarm_rate
     (share of normal images flagged; None without normal images) and, over all pixels of
-    all images, pixel_precision, pixel_recall, pixel_f1, pixel_iou (None when masks or maps
-    is None). Shapes as in the module docstring.
+    all images, pixel_precision, pixel_recall, pixel_f1, pixel_iou and
+    pixel_false_positive_rate (share of normal pixels flagged; None when masks or maps is
+    None). Shapes as in the module docstring.
     """
+    pixel_threshold = threshold if pixel_threshold is None else pixel_threshold
     y, s = as_labels(labels), as_vector(scores, "scores")
     check_pair(y, s)
     pred = s > threshold
     out: dict[str, float | None] = _prf(_counts(pred, y), "image")
     out["image_accuracy"] = float(np.mean(pred == y)) if y.size else 1.0
     out["image_false_alarm_rate"] = float(np.mean(pred[y == 0])) if np.any(y == 0) else None
-    out.update(pixel_precision=None, pixel_recall=None, pixel_f1=None, pixel_iou=None)
+    out.update(pixel_precision=None, pixel_recall=None, pixel_f1=None, pixel_iou=None,
+               pixel_false_positive_rate=None)
     if masks is None or maps is None:
         return out
     amaps = as_maps(maps)
     gts = as_masks(masks, amaps)
     # per image: no giant concatenated copies
-    counts = sum((_counts(amap > threshold, gt) for gt, amap in zip(gts, amaps)), np.zeros(3, np.int64))
+    counts = sum((_counts((amap > pixel_threshold) & flagged, gt) for gt, amap, flagged in zip(gts, amaps, pred)),
+                 np.zeros(3, np.int64))
     out.update(_prf(counts, "pixel"))
     tp, fp, fn = (int(c) for c in counts)
     out["pixel_iou"] = _ratio(tp, tp + fp + fn, tp + fn == 0)
+    normal_px = sum(int(np.count_nonzero(~gt)) for gt in gts)
+    out["pixel_false_positive_rate"] = fp / normal_px if normal_px else None
     return out
 
 
@@ -151,17 +160,20 @@ def evaluate(
     defect_types: Sequence[str] | None,
     threshold: float,
     *,
+    pixel_threshold: float | None = None,
     fpr_limit: float = 0.3,
 ) -> dict[str, Any]:
     """All metrics for a test set, overall and per defect type; JSON-serialisable.
+
+    threshold: the image threshold; pixel_threshold: the mask's (default: threshold).
 
     labels (N,), scores (N,), masks N x (bool H_i x W_i or None) or None, maps N x float
     H_i x W_i, defect_types (N,) strings (only anomalous images' are used) or None. Each
     defect type is scored on its own images plus all normal images (the MVTec convention).
 
-    Keys: image_auroc, pixel_auroc, au_pro, threshold, fpr_limit, image_precision,
+    Keys: image_auroc, pixel_auroc, au_pro, threshold, pixel_threshold, fpr_limit, image_precision,
     image_recall, image_f1, image_accuracy, image_false_alarm_rate, pixel_precision,
-    pixel_recall, pixel_f1, pixel_iou, num_images, num_normal, num_anomalous,
+    pixel_recall, pixel_f1, pixel_iou, pixel_false_positive_rate, num_images, num_normal, num_anomalous,
     per_defect {type: {num_images, num_anomalous, image_auroc, pixel_auroc, au_pro, image_*
     and pixel_* as above}}, warnings [str]. A metric that is undefined on its subset, or needs a mask an anomalous
     image lacks, is None and the reason is appended to ``warnings``.
@@ -200,10 +212,11 @@ def evaluate(
         else:
             out["pixel_auroc"] = attempt(scope, "pixel_auroc", pixel_auroc, smasks, smaps)
             out["au_pro"] = attempt(scope, "au_pro", au_pro, smasks, smaps, fpr_limit)
-        out.update(threshold_metrics(sy, ss, smasks, smaps if smasks else None, threshold))
+        out.update(threshold_metrics(sy, ss, smasks, smaps if smasks else None, threshold, pixel_threshold))
         return out
 
-    result: dict[str, Any] = {"threshold": float(threshold), "fpr_limit": float(fpr_limit)}
+    result: dict[str, Any] = {"threshold": float(threshold), "fpr_limit": float(fpr_limit),
+                              "pixel_threshold": float(threshold if pixel_threshold is None else pixel_threshold)}
     result.update(subset(np.arange(y.size), "overall"))
     result["num_normal"] = int((~y).sum())
     per_defect: dict[str, dict[str, Any]] = {}

@@ -94,7 +94,10 @@ def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> 
         batch=batch,
         calibration=Calibration(val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
                                 threshold_method=cfg.train.threshold_method,
-                                threshold_quantile=cfg.train.threshold_quantile),
+                                threshold_quantile=cfg.train.threshold_quantile,
+                                pixel_fpr=(ck.get("calibration") or {}).get("pixel_fpr")),
+        pixel_raw_threshold=float(det.scorer.pixel_raw_threshold),
+        input_stats=dict(ck.get("input_stats") or {}),
         precision=precision,
         extra={
             "config": cfg.to_dict(),

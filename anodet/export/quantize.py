@@ -238,12 +238,15 @@ def quantize_int8(
         if recalibrate_threshold:
             held_out = (ds.val or ds.train)[:RECALIBRATION_IMAGES]
             vrgb, vdepth = load_arrays(held_out, info.preprocess, need_depth=info.needs_depth, desc="held-out normals")
-            recal = recalibrate(qm, vrgb, vdepth, method=cal.threshold_method, quantile=cal.threshold_quantile)
+            recal = recalibrate(qm, vrgb, vdepth, method=cal.threshold_method, quantile=cal.threshold_quantile,
+                                pixel_fpr=cal.pixel_fpr)
             extra = {**info.extra, "int8_recalibration": {
                 "raw_threshold": recal.raw_threshold, "score_scale": recal.score_scale, "images": recal.images,
-                "fp32_raw_threshold": info.raw_threshold}}
+                "pixel_raw_threshold": recal.pixel_raw_threshold, "fp32_raw_threshold": info.raw_threshold}}
             new_info = dataclasses.replace(new_info, raw_threshold=recal.raw_threshold,
-                                           score_scale=recal.score_scale, extra=extra)
+                                           score_scale=recal.score_scale, extra=extra,
+                                           pixel_raw_threshold=recal.pixel_raw_threshold
+                                           if recal.pixel_raw_threshold is not None else info.pixel_raw_threshold)
         write_metadata(qm, new_info)
         onnx.save(qm, str(q))
         cmp = _compare_on_test(model, q, Path(calib), info) or {}

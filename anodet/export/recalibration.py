@@ -16,11 +16,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from anodet.calibration import threshold
+from anodet.calibration import pixel_threshold, threshold
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 
 RAW_THRESHOLD, SCORE_SCALE = "det.scorer.raw_threshold", "det.scorer.score_scale"
+PIXEL_THRESHOLD = "det.scorer.pixel_raw_threshold"
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Recalibration:
     raw_threshold: float
     score_scale: float
     images: int  # held-out normal frames the threshold came from
+    pixel_raw_threshold: float | None = None  # refitted mask threshold (None: not refitted)
 
 
 def _consumer_input(model: onnx.ModelProto, initializer: str) -> str:
@@ -54,11 +56,13 @@ def recalibrate(
     *,
     method: str,
     quantile: float,
+    pixel_fpr: float | None = None,
 ) -> Recalibration:
     """Refit ``model``'s threshold and scale in place from held-out normal frames.
 
     rgb N x S x S x 3 uint8, depth N x S x S metres (None for RGB models); ``method`` and
-    ``quantile`` as in the training config (``train.threshold_method/threshold_quantile``).
+    ``quantile`` as in the training config (``train.threshold_method/threshold_quantile``);
+    ``pixel_fpr`` (``train.pixel_fpr``) refits the mask's threshold too.
     """
     if rgb.shape[0] == 0:
         raise AnodetError("recalibration needs normal frames")
@@ -67,4 +71,8 @@ def recalibrate(
     thr, scale = threshold(raw, method, quantile)
     _set(model, RAW_THRESHOLD, thr)
     _set(model, SCORE_SCALE, scale)
-    return Recalibration(thr, scale, int(raw.shape[0]))
+    pixel = None
+    if pixel_fpr is not None:
+        pixel = pixel_threshold(raw, pixel_fpr)
+        _set(model, PIXEL_THRESHOLD, pixel)
+    return Recalibration(thr, scale, int(raw.shape[0]), pixel)

@@ -120,7 +120,11 @@ def load_detector(path: str | Path, map_location: str = "cpu") -> Detector:
     ckpt = read_checkpoint(path, map_location=map_location)
     cfg = cfgmod.from_dict(ckpt["config"], source=str(path))
     det = Detector(cfg, weights="none")
-    det.load_state_dict(ckpt["model"])
+    state = dict(ckpt["model"])
+    # Checkpoints from before the separate pixel threshold masked at the image threshold.
+    if "scorer.raw_threshold" in state:
+        state.setdefault("scorer.pixel_raw_threshold", state["scorer.raw_threshold"])
+    det.load_state_dict(state)
     det.backbone.weights_source = ckpt.get("weights_source", "unknown")
     det.checkpoint_info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
     return det.eval()

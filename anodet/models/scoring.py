@@ -1,6 +1,8 @@
 """Anomaly scoring: reconstruction error -> full-size map -> blur -> normalised score and mask.
 
-Normalisation maps the calibrated threshold to 0.5: ``(raw - threshold) / scale + 0.5``.
+Normalisation maps the calibrated image threshold to 0.5: ``(raw - threshold) / scale + 0.5``.
+The mask has its own pixel threshold (a per-pixel false-positive budget on validation normals)
+and is empty for parts judged good, so a good part never reports a defect region.
 Unlike anomalib we do not clamp to [0, 1]: clamping ties every strong anomaly at 1.0 and
 would make metrics computed from an exported model differ from the checkpoint's.
 """
@@ -37,6 +39,7 @@ class Scorer(nn.Module):
         self.register_buffer("kernel", gaussian_kernel(blur_sigma) if blur_sigma > 0 else torch.ones(1))
         self.register_buffer("raw_threshold", torch.tensor(1.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
+        self.register_buffer("pixel_raw_threshold", torch.tensor(1.0))
 
     def raw_map(self, feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         return self.raw_map_from_error(self.error(feats, recon))
@@ -80,8 +83,19 @@ class Scorer(nn.Module):
         """raw N x S x S -> score (N,), anomaly_map (N,S,S), mask (N,S,S) uint8."""
         amap = self.normalise(raw)
         score = amap.flatten(1).amax(dim=1)
-        return {"score": score, "anomaly_map": amap, "mask": (amap > DECISION_THRESHOLD).to(torch.uint8)}
+        flagged = (score > DECISION_THRESHOLD)[:, None, None]
+        mask = (raw > self.pixel_raw_threshold) & flagged
+        return {"score": score, "anomaly_map": amap, "mask": mask.to(torch.uint8)}
 
-    def set_calibration(self, raw_threshold: float, score_scale: float) -> None:
+    def set_calibration(self, raw_threshold: float, score_scale: float,
+                        pixel_raw_threshold: float | None = None) -> None:
+        """Image threshold and scale; the pixel threshold defaults to the image threshold."""
         self.raw_threshold.fill_(float(raw_threshold))
         self.score_scale.fill_(float(max(score_scale, 1e-12)))
+        pixel = raw_threshold if pixel_raw_threshold is None else pixel_raw_threshold
+        self.pixel_raw_threshold.fill_(float(pixel))
+
+    @property
+    def pixel_threshold(self) -> float:
+        """The mask's threshold in normalised units (the image threshold is 0.5)."""
+        return float(self.normalise(self.pixel_raw_threshold))

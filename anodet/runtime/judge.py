@@ -16,6 +16,7 @@ from anodet.errors import AnodetError
 from anodet.preprocess import prepare_frame
 from anodet.runtime.backends import Backend
 from anodet.runtime.frames import Frame
+from anodet.runtime.regions import find_regions
 from anodet.runtime.sinks import EventsSink, FrameResult, Sink, StatsLogger
 from anodet.runtime.summary import RunSummary, SkipLog
 
@@ -92,9 +93,9 @@ def judge_batch(
     for i, (frame, _, _, pre_ms) in enumerate(ready):
         t_post = time.perf_counter()
         score = float(out[OUTPUT_SCORE][i])
-        result = FrameResult(
-            score, score > DECISION_THRESHOLD, out[OUTPUT_MAP][i], out[OUTPUT_MASK][i]
-        )
+        amap, mask = out[OUTPUT_MAP][i], out[OUTPUT_MASK][i]
+        regions = find_regions(mask, amap, frame.rgb.shape[:2])
+        result = FrameResult(score, score > DECISION_THRESHOLD, amap, mask, regions=regions)
         for sink in visual:
             sink.write(frame, result)
         done = time.perf_counter()

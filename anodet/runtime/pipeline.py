@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from anodet.drift import InputMonitor
 from anodet.errors import AnodetError
 from anodet.runtime.backends import Backend, open_backend
 from anodet.runtime.frame_queue import FrameQueue, capture_frames
@@ -80,12 +81,15 @@ def run(
     first_frame_timeout: float = 20.0,
     queue_size: int | None = None,
     source_options: dict[str, Any] | None = None,
+    strict_inputs: bool = False,
 ) -> RunSummary:
     """Stream frames from a source through an exported model into the chosen sinks.
 
     model_path: .onnx/.engine file (or an opened Backend); source_spec: see open_source (or a
     Source); source_options: open_source's keyword options (fps, width, height, filters).
     events "-" writes JSON lines to stdout; queue_size defaults to 2 x batch.
+    Live frames are compared with the training frames' statistics (anodet.drift): a difference
+    is warned about once, or raises AnodetError with strict_inputs.
     Returns at the end of a recording/folder, after max_frames frames, or on SIGINT/SIGTERM.
     Raises AnodetError when an output path cannot be written (checked before the stream starts;
     sinks create nothing until their first write), when writing fails mid-stream, when the
@@ -127,6 +131,7 @@ def run(
                 stats_every=stats_every,
                 first_frame_timeout=first_frame_timeout,
                 queue_size=queue_size or max(2, 2 * batch),
+                monitor=InputMonitor(model.info.input_stats, strict=strict_inputs),
             )
     finally:
         if source is not None:
@@ -151,6 +156,7 @@ def _stream(
     stats_every: float,
     first_frame_timeout: float,
     queue_size: int,
+    monitor: InputMonitor,
 ) -> RunSummary:
     info = model.info
     queue = FrameQueue(queue_size, drop_oldest=source.live)
@@ -188,8 +194,14 @@ def _stream(
                 continue
             first_at = first_at or min(f.arrival for f in frames)
             taken += len(frames)
+            for f in frames:
+                if f.error is None:
+                    monitor.observe(f.rgb, f.depth if info.needs_depth else None)
+            judged, flagged = summary.frames, summary.anomalies
             judge_batch(model, frames, sinks, summary, stats, (skips, failures), info.needs_depth)
-            stats.maybe_log(drops=queue.drops, skipped=skips.count, anomalies=summary.anomalies)
+            monitor.record(summary.frames - judged, summary.anomalies - flagged)
+            stats.maybe_log(drops=queue.drops, skipped=skips.count, anomalies=summary.anomalies,
+                            note=monitor.note)
     finally:
         stop.set()
         source.close()
@@ -202,8 +214,10 @@ def _stream(
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     summary.latency_p50_ms = latency_percentile(stats.latencies, 50)
     summary.latency_p95_ms = latency_percentile(stats.latencies, 95)
+    summary.input_warnings = list(monitor.problems.values())
     stats.maybe_log(
-        drops=summary.drops, skipped=summary.skipped, anomalies=summary.anomalies, force=True
+        drops=summary.drops, skipped=summary.skipped, anomalies=summary.anomalies, force=True,
+        note=monitor.note,
     )
     if summary.failed and not summary.frames:
         raise AnodetError(

@@ -21,11 +21,12 @@ from typing import IO, Protocol
 import cv2
 import numpy as np
 
-from anodet.artifact import DECISION_THRESHOLD
 from anodet.bench.timing import percentile
 from anodet.errors import AnodetError
 from anodet.runtime.frames import Frame
 from anodet.runtime.outputs import check_output_dir, check_output_file, describe_os_error
+from anodet.runtime.regions import Region, regions_record
+from anodet.runtime.video import VideoSink, draw_overlay  # noqa: F401 (part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -42,53 +43,13 @@ class FrameResult:
     anomaly_map: np.ndarray
     mask: np.ndarray
     latency_ms: dict[str, float] = field(default_factory=dict)
+    regions: list[Region] = field(default_factory=list)  # the mask's components, in frame pixels
 
 
 class Sink(Protocol):
     def write(self, frame: Frame, result: FrameResult) -> None: ...
 
     def close(self) -> None: ...
-
-
-def draw_overlay(
-    rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, score: float
-) -> np.ndarray:
-    """Heat map + mask contour + score text over a frame.
-
-    rgb uint8 H x W x 3; anomaly_map float (any size, 0.5 = threshold); mask (any size, non-zero
-    = defective). Returns uint8 H x W x 3 RGB. The map is stretched to the frame, as the model
-    input was the frame squashed to a square.
-    """
-    h, w = rgb.shape[:2]
-    heat = cv2.resize(
-        np.clip(anomaly_map, 0.0, 1.0).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
-    )
-    colour = cv2.cvtColor(
-        cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
-    )
-    # Blend more where the map is high, so normal regions stay readable.
-    alpha = (0.25 + 0.45 * heat)[..., None]
-    out = (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
-    big_mask = cv2.resize((mask > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(big_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    thick = max(1, round(min(h, w) / 200))
-    cv2.drawContours(out, contours, -1, (255, 0, 0), thick)
-    anomalous = score > DECISION_THRESHOLD
-    text = f"{'ANOMALY' if anomalous else 'ok'} {score:.2f}"
-    scale = max(0.35, min(h, w) / 500)
-    org = (max(2, w // 60), max(12, int(28 * scale)))
-    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(
-        out,
-        text,
-        org,
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        (255, 64, 64) if anomalous else (64, 255, 64),
-        thick,
-        cv2.LINE_AA,
-    )
-    return out
 
 
 def event_record(frame: Frame, result: FrameResult) -> dict:
@@ -100,6 +61,7 @@ def event_record(frame: Frame, result: FrameResult) -> dict:
         "score": round(float(result.score), 6),
         "anomalous": bool(result.anomalous),
         "defect_fraction": round(float(np.count_nonzero(result.mask)) / result.mask.size, 6),
+        **regions_record(result.regions),
         "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
     }
     if frame.truth is not None:
@@ -198,44 +160,6 @@ class SaveAnomaliesSink:
         """Nothing is held open: every file is complete when write returns."""
 
 
-class VideoSink:
-    """Annotated mp4 (mp4v) at the camera resolution; opened on the first frame."""
-
-    def __init__(self, path: str | Path, fps: float = 15.0):
-        self.path = Path(path)
-        check_output_file(self.path, "video")
-        self.fps = fps
-        self._writer: cv2.VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
-
-    def write(self, frame: Frame, result: FrameResult) -> None:
-        img = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
-        h, w = img.shape[:2]
-        if self._writer is None:
-            self._size = (w, h)
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                reason = describe_os_error(exc)
-                raise AnodetError(f"cannot create the folder of video {self.path} ({reason})") from None
-            self._writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)
-            )
-            if not self._writer.isOpened():
-                # The path was checked writable up front, so what is left is the encoder.
-                raise AnodetError(
-                    f"cannot open video {self.path} for writing: this OpenCV build has no mp4v "
-                    "encoder for it (the folder is writable); try a .mp4 path or another OpenCV"
-                )
-        if (w, h) != self._size:
-            img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)  # a writer has one size
-        self._writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()  # writes the mp4 index: without it the file is unplayable
-
-
 class DisplaySink:
     """Shows annotated frames in an OpenCV window; q or Esc sets ``stop``."""
 
@@ -281,14 +205,15 @@ class StatsLogger:
     def add(self, result: FrameResult) -> None:
         self.latencies.append(result.latency_ms["total"])
 
-    def maybe_log(self, *, drops: int, skipped: int, anomalies: int, force: bool = False) -> None:
+    def maybe_log(self, *, drops: int, skipped: int, anomalies: int, force: bool = False,
+                  note: str = "") -> None:
         now = time.perf_counter()
         if not self.every or (not force and now - self._last_time < self.every):
             return
         recent = self.latencies[self._last_count :]
         fps = len(recent) / max(now - self._last_time, 1e-9)
         logger.info(
-            "%.1f FPS | latency p50 %.1f ms p95 %.1f ms | frames %d | anomalies %d | drops %d | skipped %d",
+            "%.1f FPS | latency p50 %.1f ms p95 %.1f ms | frames %d | anomalies %d | drops %d | skipped %d%s",
             fps,
             latency_percentile(recent, 50),
             latency_percentile(recent, 95),
@@ -296,5 +221,6 @@ class StatsLogger:
             anomalies,
             drops,
             skipped,
+            f" | {note}" if note else "",
         )
         self._last_time, self._last_count = now, len(self.latencies)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from anodet.runtime.frames import Frame
 
@@ -32,6 +32,7 @@ class RunSummary:
     labelled: int = 0
     stopped_by: str = "end"  # end | max_frames | stop (signal, q key)
     backend: str = ""
+    input_warnings: list[str] = field(default_factory=list)  # live frames unlike the training frames
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +47,7 @@ class RunSummary:
             f"{self.skipped} skipped{extra}, {self.fps:.1f} FPS, latency p50 "
             f"{self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms, {acc} "
             f"({self.backend}, stopped by {self.stopped_by})"
+            + "".join(f"; input drift: {w}" for w in self.input_warnings)
         )
 
 
