@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import TINY
 
 from anodet.cli import main, train_cmd
-from conftest import TINY
 
 
 @dataclass
@@ -220,6 +220,8 @@ CASES = {
     "run max-frames -1": run_case(["--max-frames", "-1"], "--max-frames"),
     "run events is a folder": run_case(["--events", "TMP"], "folder"),
     "run events on /dev/full": run_case(["--events", "/dev/full"], "/dev/full"),
+    # sysfs refuses new files even to root, where the up-front access check passes
+    "run video where no file can be made": run_case(["--video", "/sys/anodet.mp4"], "cannot write video"),
 }
 
 
