@@ -182,7 +182,8 @@ def _write_report(out_dir, samples, result, labels, scores, masks, maps, small, 
         gt_small = cv2.resize(gt.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0 if gt is not None else None
         name = f"panels/{i:05d}_{s.defect_type}_{s.rgb_path.stem}.png"
         title = f"{s.defect_type} {s.rgb_path.name}: score {scores[i]:.3f}"
-        report.save_panel(rep / name, rgb, depth, amap, amap > DECISION_THRESHOLD, gt_small, title)
+        mask = (amap > result["pixel_threshold"]) & (scores[i] > DECISION_THRESHOLD)  # the exported mask's rule
+        report.save_panel(rep / name, rgb, depth, amap, mask, gt_small, title)
         rows.append({"panel": name, "rgb_path": str(s.rgb_path), "defect_type": s.defect_type, "label": labels[i],
                      "score": scores[i], "anomalous": scores[i] > DECISION_THRESHOLD})
     report.write_html(rep, result, rows)
