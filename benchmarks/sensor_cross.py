@@ -6,6 +6,7 @@ Cases (train data -> streamed frames, both from ``anodet-synth`` with the same s
   ideal_to_float float depth -> the same test frames from the folder (the in-distribution reference)
   z16_to_z16     float depth rounded to 1 mm (what a z16 capture stores) -> the z16 recording
   d435_to_d435   ``--sensor d435`` data -> a z16 recording of its test frames
+  ideal_to_d435  float depth -> the z16 recording of the d435 test frames (a new camera)
 Each trained model is exported to ONNX and streamed with ``anodet.runtime.run`` (onnx-cpu), as
 ``anodet-run`` does; verdicts come from its events. Variants are data-section overrides (the
 depth path); results are merged into benchmarks/results/sensor_cross.json by (preset, variant,
@@ -35,11 +36,12 @@ from anodet.data.synthetic import TEST_TYPES, write_dataset  # noqa: E402
 from anodet.evaluation.metrics import image_auroc  # noqa: E402
 from anodet.preprocess import load_depth, load_rgb  # noqa: E402
 
-CASES = {  # train data -> stream
-    "ideal_to_z16": ("ideal", "z16"),
-    "ideal_to_float": ("ideal", "float"),
-    "z16_to_z16": ("z16", "z16"),
-    "d435_to_d435": ("d435", "z16"),
+CASES = {  # train data -> (test frames of which data, streamed as a z16 recording or a folder)
+    "ideal_to_z16": ("ideal", "ideal", "z16"),
+    "ideal_to_float": ("ideal", "ideal", "float"),
+    "z16_to_z16": ("z16", "z16", "z16"),
+    "d435_to_d435": ("d435", "d435", "z16"),
+    "ideal_to_d435": ("ideal", "d435", "z16"),
 }
 VARIANTS = {  # data-section overrides of the preset
     "sigma0": {"depth_sigma": 0.0},
@@ -75,7 +77,7 @@ def test_frames(root: Path) -> list[tuple[str, Path, Path]]:
     return out
 
 
-def make_recording(root: Path, frames: list, path: Path) -> Path:
+def make_recording(frames: list, path: Path) -> Path:
     """A z16 (1 mm) .db3 of the test frames, written by the SDK's software device."""
     from anodet.runtime.recorder import write_recording
 
@@ -155,16 +157,17 @@ def main() -> None:
     for preset in a.presets.split(","):
         for variant in a.variants.split(","):
             for case in a.cases.split(","):
-                train_kind, stream_kind = CASES[case]
+                train_kind, test_kind, stream_kind = CASES[case]
                 data = make_data(train_kind, a.work, a)
                 model = train_model(preset, variant, train_kind, data, a.work, a)
-                frames = test_frames(data)
+                test_data = make_data(test_kind, a.work, a)
+                frames = test_frames(test_data)
                 ev = a.work / "events" / f"{preset}-{variant}-{case}.jsonl"
                 ev.parent.mkdir(parents=True, exist_ok=True)
                 if stream_kind == "float":
-                    got = stream(model, str(data / "test"), None, ev)
+                    got = stream(model, str(test_data / "test"), None, ev)
                 else:
-                    rec = make_recording(data, frames, a.work / "recordings" / f"{train_kind}-test.db3")
+                    rec = make_recording(frames, a.work / "recordings" / f"{test_kind}-test.db3")
                     labels = {f"frame {i}": kind for i, (kind, _, _) in enumerate(frames)}
                     got = stream(model, str(rec), labels, ev)
                 settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
