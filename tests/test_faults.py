@@ -312,3 +312,39 @@ def test_extreme_depth_in_training_is_named_and_marked_missing(synth_data, tmp_p
         _, depth, _ = load_sample(sample, PreprocessSpec(image_size=64))
     assert np.isfinite(depth).all() and depth.max() < 100
     assert victim.name in caplog.text
+
+
+def test_export_on_a_full_disk_keeps_the_old_model(trained, tmp_path, monkeypatch):
+    import anodet.export.onnx as export
+    from anodet.errors import AnodetError
+
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"the model exported before")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.onnx, "save", full)
+    with pytest.raises(AnodetError, match="m.onnx failed.*No space left"):
+        export.export_onnx(trained / "checkpoints" / "best.pt", out, force=True)
+    assert out.read_bytes() == b"the model exported before"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.xfail(strict=True, reason="the message is built in anodet/models/backbone.py (_read_state), "
+                   "not yet changed: it quotes torch's advice to load with weights_only=False")
+def test_weights_pickle_error_gives_no_unsafe_advice(tiny_yaml, synth_data, tmp_path):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"w": Evil()}, evil)
+    result = CliRunner().invoke(main, ["train", "--config", str(tiny_yaml), "--data", str(synth_data),
+                                       "--out", str(tmp_path / "o"), "--weights", str(evil)])
+    assert result.exit_code == 2 and "this must never run" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "evil.pth" in errors[0]
+    assert "weights_only" not in result.output and "two options" not in result.output
