@@ -117,11 +117,15 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (checkpoints)")
 @click.option("--backend", default="auto", show_default=True, help="runtime backend for --model")
 @click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--force", is_flag=True, help="replace an earlier evaluation in --out")
 @friendly
-def eval_cmd(checkpoint, model, data, out, save_maps, no_report, device, backend, batch):
+def eval_cmd(checkpoint, model, data, out, save_maps, no_report, device, backend, batch, force):
     """Image AUROC, pixel AUROC, AU-PRO and a visual report on the test split."""
     _setup_logging(False)
     from anodet.evaluation.evaluator import evaluate_model, open_model
+    from anodet.experiment import check_fresh_output
+
+    check_fresh_output(out, ("metrics.json", "report", "maps"), force=force)
 
     mut = open_model(checkpoint, model, device=device, backend=backend)
     res = evaluate_model(mut, data, out, save_maps=save_maps, report=not no_report, batch=batch)

@@ -48,6 +48,14 @@ def prepare_out_dir(path: Path, *, allow_existing: bool = True) -> Path:
     return path
 
 
+def check_fresh_output(path: Path, names: tuple[str, ...], *, force: bool) -> None:
+    """Refuse to write into ``path`` over any of ``names`` (an earlier run's results) unless ``force``."""
+    found = [name for name in names if (path / name).exists()] if path.is_dir() else []
+    if found and not force:
+        raise AnodetError(f"--out {path} already holds results ({', '.join(found)}); pass --force to replace "
+                          "them, or choose another folder")
+
+
 def resolve_device(name: str):
     """'auto' -> cuda when available, else cpu. Returns a torch.device."""
     import torch

@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,96,128,256")
     ap.add_argument("--n-train", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--name", default="image_size_sweep", help="results file name (no suffix)")
     ap.add_argument("--extra", default="64:160:pca,64:40:orthogonal",
                     help="size:n_train:reduction runs added after the sweep")
     args = ap.parse_args()
@@ -74,7 +75,7 @@ def main() -> None:
     runs = []
     for size, n, red in plan:
         runs.append(run_one(size, n, red, args.epochs, work))
-        write_result("image_size_sweep", {"settings": vars(args), "runs": runs})  # partial results survive
+        write_result(args.name, {"settings": vars(args), "runs": runs})  # partial results survive
         print(runs[-1], flush=True)
     rows = [[r["size"], r["n_train"], r["reduction"], f"{r['train_loss']:.4g}", f"{r['val_loss']:.4g}",
              ", ".join(f"{s['layer']} {s['side']}px {s['fit_vectors']}v/{s['kept']}k"

@@ -181,6 +181,15 @@ def eval_bad_data(tmp, fx):
     return Case(["eval", "--checkpoint", ckpt, "--data", tmp / "nope", "--out", out], "nope", absent=[out])
 
 
+def eval_over_earlier(tmp, fx):
+    out = tmp / "e"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    ckpt = fx("trained") / "checkpoints" / "best.pt"
+    return Case(["eval", "--checkpoint", ckpt, "--data", fx("synth_data"), "--out", out], "--force",
+                [out / "metrics.json"])
+
+
 def run_case(extra: list, needle: str) -> Callable:
     def build(tmp, fx) -> Case:
         return Case(["run", "--model", fx("exported"), "--source", "synthetic:2",
@@ -215,6 +224,7 @@ CASES = {
     "eval checkpoint without config": checkpoint_case(without_config, "config"),
     "eval batch 0": eval_batch_zero,
     "eval missing data": eval_bad_data,
+    "eval over an earlier evaluation": eval_over_earlier,
     "int8 truncated onnx": int8_case(lambda good: good.read_bytes()[:2000], "bad.onnx"),
     "int8 garbage onnx": int8_case(lambda good: b"\x08\x07garbage" * 100, "bad.onnx"),
     "run max-frames -1": run_case(["--max-frames", "-1"], "--max-frames"),
