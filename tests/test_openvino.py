@@ -96,6 +96,7 @@ def test_int8_through_nncf_refits_threshold_and_runs_int8(exported, synth_data, 
     xml = tmp_path / "m8.xml"
     report = export_openvino(exported, xml, precision="int8", calib=synth_data, images=8, accept=True)
     assert report.path == xml and report.int8 is not None and report.int8.int8_ms > 0
+    assert report.int8.recalibration is not None and report.int8.recalibration.images > 0
     assert report.runtime_parity is not None and report.runtime_parity.frames > 0
     assert any(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(xml)).get_ops())
     backend = OpenVinoBackend(xml)

@@ -44,7 +44,7 @@ from anodet.export.quantize import (
     _compare_on_test,
     _quantizable_convs,
 )
-from anodet.export.recalibration import recalibrate
+from anodet.export.recalibration import Recalibration, recalibrate
 from anodet.export.session import run_frames
 from anodet.runtime.openvino_backend import OPENVINO_HINT, OpenVinoBackend
 
@@ -79,8 +79,9 @@ def _ms(backend: OpenVinoBackend, rgb: np.ndarray, depth: np.ndarray | None) -> 
 
 
 def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: int,
-              keep_fp32: tuple[str, ...], recalibrate_threshold: bool) -> tuple[Path, ModelInfo, int]:
-    """NNCF INT8 QDQ graph of ``model`` with refitted threshold in ``tmp``; (path, info, frames)."""
+              keep_fp32: tuple[str, ...], recalibrate_threshold: bool
+              ) -> tuple[Path, ModelInfo, int, Recalibration | None]:
+    """NNCF INT8 QDQ graph of ``model`` with refitted threshold in ``tmp``; (path, info, frames, refit)."""
     import nncf
     import onnx
 
@@ -107,7 +108,7 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
         qm = nncf.quantize(onnx_model, nncf.Dataset(feeds), subset_size=len(feeds), ignored_scope=ignored)
     finally:
         nncf_log.setLevel(level)
-    new_info = dataclasses.replace(info, precision="int8")
+    new_info, recal = dataclasses.replace(info, precision="int8"), None
     if recalibrate_threshold:
         held_out = (ds.val or ds.train)[:RECALIBRATION_IMAGES]
         vrgb, vdepth = load_arrays(held_out, info.preprocess, need_depth=info.needs_depth, desc="held-out normals")
@@ -123,7 +124,7 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
     write_metadata(qm, new_info)
     path = tmp / "int8.onnx"
     onnx.save(qm, str(path))
-    return path, new_info, rgb.shape[0]
+    return path, new_info, rgb.shape[0], recal
 
 
 def export_openvino(
@@ -180,7 +181,7 @@ def export_openvino(
         return OpenVinoExport(output, precision, parity)
 
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        qdq, q_info, n_calib = _quantize(model, Path(tmp), Path(calib), info, images=images,
+        qdq, q_info, n_calib, recal = _quantize(model, Path(tmp), Path(calib), info, images=images,
                                          keep_fp32=tuple(keep_fp32), recalibrate_threshold=recalibrate_threshold)
         staged_fp32, staged = Path(tmp) / "fp32.xml", Path(tmp) / "int8.xml"
         _save_ir(ov, model, staged_fp32, info, False)
@@ -190,7 +191,7 @@ def export_openvino(
         cmp = _compare_on_test(model, qdq, Path(calib), info) or {}
         result = QuantizeResult(None, _ms(fp32_ov, *frames), _ms(int8_ov, *frames), cmp.get("fp32_auroc"),
                                 cmp.get("int8_auroc"), n_calib, cmp.get("fp32_false_alarms"),
-                                cmp.get("int8_false_alarms"), None, cmp.get("drop_sd"), cmp.get("test_images", 0))
+                                cmp.get("int8_false_alarms"), recal, cmp.get("drop_sd"), cmp.get("test_images", 0))
         report = OpenVinoExport(None, "int8", None, result, runtime_parity)
         drop = result.auroc_drop
         if not runtime_parity.ok:
