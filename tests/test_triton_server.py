@@ -249,6 +249,21 @@ def test_inference_timeout_is_an_error(served):
     backend.close()
 
 
+def test_timeout_mid_stream_keeps_the_events_written(served, tmp_path):
+    from anodet.runtime import run
+
+    server, _, _ = served
+    backend, events = TritonBackend(server.grpc_url), tmp_path / "events.jsonl"
+    try:
+        assert run(backend, "synthetic:3", events=events).frames == 3
+        backend.timeout = 1e-4  # the server cannot answer that fast
+        with pytest.raises(AnodetError, match="timed out"):
+            run(backend, "synthetic:3", events=events)
+    finally:
+        backend.close()
+    assert [e["index"] for e in _events(events)] == [0, 1, 2]
+
+
 def test_server_env_is_loopback_only(served):
     server, _, _ = served
     assert server.grpc_url.startswith("127.0.0.1:")
