@@ -65,7 +65,7 @@ def test_default_preset_ranks_defective_images_above_normal(tmp_path):
 
 
 def test_presets_and_yaml(tmp_path):
-    assert set(cfgmod.PRESETS) == {"rgbd_full", "rgb_baseline", "rgbd_reduced"}
+    assert {"rgbd_full", "rgb_baseline", "rgbd_reduced"} <= set(cfgmod.PRESETS)
     assert cfgmod.load("rgb_baseline").model.in_channels == 3
     assert cfgmod.load("rgbd_reduced").model.layers == ("layer2", "layer3")
     with pytest.raises(AnodetError, match="rgbd_full, rgb_baseline, rgbd_reduced"):
@@ -80,6 +80,38 @@ def test_presets_and_yaml(tmp_path):
     assert cfg.model.latent_dim == 32 and cfg.model.layers == ("layer2", "layer3")
     cfgmod.save(cfg, tmp_path / "round.yaml")
     assert cfgmod.load(tmp_path / "round.yaml") == cfg
+
+
+def test_yaml_values_are_coerced_or_refused_by_declared_type(tmp_path):
+    def load(text):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        return cfgmod.load(path)
+
+    cfg = load("train: {lr: 1e-3, epochs: 3.0}\ndata: {image_size: '64'}\n")  # PyYAML: '1e-3' is a str
+    assert (cfg.train.lr, cfg.train.epochs, cfg.data.image_size) == (0.001, 3, 64)
+    assert isinstance(cfg.train.epochs, int) and isinstance(cfg.data.image_size, int)
+    for text, needle in [("train: {epochs: ten}", "train.epochs must be an integer"),
+                         ("train: {epochs: 2.5}", "train.epochs must be an integer"),
+                         ("data: {fill_holes: 1}", "data.fill_holes must be true or false"),
+                         ("model: {layers: layer2}", "model.layers must be a list of strings"),
+                         ("model: {reduce_channels: many}", "model.reduce_channels must be an integer or null"),
+                         ("model: {reduction_factor: 0}", "model.reduction_factor must be >= 1"),
+                         ("train: {weight_decay: -1}", "train.weight_decay must be >= 0"),
+                         ("train: {lr: .inf}", "train.lr must be a number"),
+                         ("preset: rgbd_reducd", "valid presets: rgbd_full")]:
+        with pytest.raises(AnodetError, match=needle):
+            load(text)
+
+
+def test_pca_aligner_needs_pixel_vectors_for_its_channels():
+    cfg = cfgmod.with_overrides(cfgmod.load("rgbd_full"), "data", image_size=64)
+    # 16 images at 64 px: layer4 is 2x2 -> 64 vectors for 64 channels (the degenerate case)
+    with pytest.raises(AnodetError, match="layer4 is 2x2.*64 pixel vectors"):
+        cfgmod.check_aligner_fit(cfg, [4, 8, 16, 32], [64] * 4, 16)
+    cfgmod.check_aligner_fit(cfg, [4, 8, 16, 32], [64] * 4, 40)  # 160 vectors: fine
+    ortho = cfgmod.with_overrides(cfg, "model", reduction="orthogonal")
+    cfgmod.check_aligner_fit(ortho, [4, 8, 16, 32], [64] * 4, 16)  # no whitening, no check
 
 
 def _train_cmd(data, out, cfg, extra=()):
