@@ -30,8 +30,8 @@ def decision_summary(metrics: dict) -> str:
     """What the calibrated threshold does on the test split: recall on defects, false alarms on good."""
     n_bad, n_good = metrics["num_anomalous"], metrics["num_normal"]
     recall, fa = metrics.get("image_recall"), metrics.get("image_false_alarm_rate")
-    lines = [f"at the calibrated threshold: {_pct(recall)} of {n_bad} defective parts caught (recall), "
-             f"{_pct(fa)} of {n_good} good parts flagged (false-alarm rate)"]
+    lines = [(f"at the calibrated threshold: {_pct(recall)} of {n_bad} defective parts caught (recall), "
+              f"{_pct(fa)} of {n_good} good parts flagged (false-alarm rate)")]
     for kind, r in sorted(metrics.get("per_defect", {}).items()):
         lines.append(f"  {kind:<10} recall {_pct(r.get('image_recall'))}")
     return "\n".join(lines)

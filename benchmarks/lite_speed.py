@@ -17,7 +17,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 

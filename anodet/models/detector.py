@@ -15,9 +15,9 @@ from torch import nn
 
 from anodet import config as cfgmod
 from anodet.config import ExperimentConfig
+from anodet.models import efficientnet_lite as lite
 from anodet.models.aligner import Aligner
 from anodet.models.autoencoder import Autoencoder
-from anodet.models import efficientnet_lite as lite
 from anodet.models.backbone import Backbone
 from anodet.models.scoring import Scorer
 
