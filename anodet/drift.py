@@ -87,7 +87,7 @@ def compare(trained: dict[str, float], live: dict[str, float]) -> dict[str, str]
         if s > CONTINUOUS_STEP_M and s > 3 * t:
             was = "continuous depth" if t <= CONTINUOUS_STEP_M else f"{_mm(t)} steps"
             found["depth_step"] = (f"depth arrives in {_mm(s)} steps; the model was trained on {was}: "
-                                   f"expect false alarms; {FIX}")
+                                   f"good parts may be flagged; if they are, {FIX}")
     if "valid_fraction" in trained and "valid_fraction" in live:
         t, s = trained["valid_fraction"], live["valid_fraction"]
         if s < t - 0.15:
