@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 
 from anodet.bench.timing import measure, percentile
-from anodet.cli import _setup_logging, format_metrics, friendly
+from anodet.cli.command import friendly, setup_logging
+from anodet.cli.model import format_metrics
 
 
 def _step(title: str) -> None:
@@ -55,7 +56,7 @@ def _pct(v: float | None) -> str:
 def main(out: Path, preset: str, weights: str, epochs: int, frames: int, size: int, train_images: int,
          test_per_type: int) -> None:
     """Run the whole anodet pipeline on synthetic data and print what it did."""
-    _setup_logging(False)
+    setup_logging(False)
     logging.getLogger("anodet").setLevel(logging.WARNING)
     from anodet import config as cfgmod
     from anodet.data.synthetic import write_dataset

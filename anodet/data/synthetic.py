@@ -26,8 +26,14 @@ import cv2
 import numpy as np
 import tifffile
 
-from anodet.data.sensor import (SENSORS, check_sensor, depth_to_xyz, focal_length, ideal_depth,
-                                sensor_depth)
+from anodet.data.sensor import (
+    SENSORS,
+    check_sensor,
+    depth_to_xyz,
+    focal_length,
+    ideal_depth,
+    sensor_depth,
+)
 from anodet.errors import AnodetError
 from anodet.runtime.outputs import check_output_dir
 

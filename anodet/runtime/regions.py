@@ -50,8 +50,8 @@ def find_regions(
             continue
         peak = float(amap[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == k].max())
         found.append(Region(
-            area_px=int(round(area * sx * sy)),
-            bbox=(int(x * sx), int(y * sy), max(1, int(round(bw * sx))), max(1, int(round(bh * sy)))),
+            area_px=round(area * sx * sy),
+            bbox=(int(x * sx), int(y * sy), max(1, round(bw * sx)), max(1, round(bh * sy))),
             # pixel-index coordinates: a pixel's centre is (i + 0.5) * scale - 0.5 in the frame
             centroid=(round((centroids[k][0] + 0.5) * sx - 0.5, 1), round((centroids[k][1] + 0.5) * sy - 0.5, 1)),
             peak_score=round(peak, 6),

@@ -1,10 +1,12 @@
-"""The ``anodet-capture`` command (registered in ``anodet.cli``): record frames into a dataset."""
+"""The ``anodet-capture`` command: record frames into a dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+
+from anodet.cli.command import friendly, parse_list, setup_logging
 
 
 @click.command("capture")
@@ -37,20 +39,18 @@ def capture_cmd(**opts) -> None:
     Resumes into an existing folder (numbering continues, nothing is replaced) and writes
     OUT/capture.json with the camera, its settings and every frame's timestamp.
     """
-    from anodet.cli import friendly  # at call time: anodet.cli imports this module
-
     friendly(_capture)(**opts)
 
 
 def _capture(source, out, split, depth_format, stride, interval, max_frames, width, height, fps,
              filters, align, give_up_after, progress, verbose) -> None:
     from anodet.capture import capture, check_split, open_capture_source
-    from anodet.cli import _parse_list, _setup_logging
+    
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     check_split(split)  # before a camera is opened
     src = open_capture_source(source, width=width, height=height, fps=fps,
-                              filters=tuple(_parse_list(filters) or ()), align=align,
+                              filters=tuple(parse_list(filters) or ()), align=align,
                               give_up_after=give_up_after)
     res = capture(src, out, split, depth_format=depth_format, stride=stride, interval=interval,
                   max_frames=max_frames, progress=progress)

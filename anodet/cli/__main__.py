@@ -1,0 +1,5 @@
+"""`python -m anodet.cli`: the `anodet` command."""
+
+from anodet.cli import main
+
+main()
