@@ -109,9 +109,10 @@ def test_int8_runs_and_correlates_with_fp32(exported, synth_data, tmp_path, capl
     from anodet.data.samples import discover, load_sample
 
     ds = discover(synth_data)
-    # 16 test images cannot resolve a 0.01 AUROC bound: the spread is measured and reported.
-    assert res.test_images == len(ds.test) and res.auroc_drop_sd > 0.01
-    assert "too small to check" in caplog.text
+    # The drop's paired bootstrap spread is measured and reported; when 16 test images cannot
+    # resolve the 0.01 bound (spread above it), the command says so.
+    assert res.test_images == len(ds.test) and np.isfinite(res.auroc_drop_sd)
+    assert ("too small to check" in caplog.text) == (res.auroc_drop_sd > 0.01)
     info = read_info(exported)
     frames = [load_sample(s, info.preprocess) for s in ds.test]
     rgb = np.stack([f[0] for f in frames])
@@ -182,11 +183,11 @@ def test_int8_threshold_is_refitted_on_its_own_scores(exported, synth_data, tmp_
 
 
 def test_int8_keeps_named_layers_in_fp32(exported, tmp_path):
-    from anodet.export.quantize import _quantizable_convs
+    from anodet.export.quantize import quantizable_convs
 
     model = onnx.load(exported)
-    every = set(_quantizable_convs(model, ()))
-    kept = set(_quantizable_convs(model, ("stem", "layer1", "layer2")))
+    every = set(quantizable_convs(model, ()))
+    kept = set(quantizable_convs(model, ("stem", "layer1", "layer2")))
     left_fp32 = every - kept
     assert left_fp32 and all(any(f"/backbone/{s}/" in n for s in ("stem", "stages.0", "stages.1")) for n in left_fp32)
     assert any("/backbone/stages.2/" in n for n in kept) and any("/autoencoder/" in n for n in kept)

@@ -39,12 +39,11 @@ from anodet.errors import AnodetError
 from anodet.export.quantize import (
     DEFAULT_KEEP_FP32,
     MODULES,
-    RECALIBRATION_IMAGES,
     QuantizeResult,
-    _compare_on_test,
-    _quantizable_convs,
+    compare_on_test,
+    quantizable_convs,
 )
-from anodet.export.recalibration import Recalibration, recalibrate
+from anodet.export.recalibration import Recalibration, refit_int8
 from anodet.export.session import run_frames
 from anodet.runtime.openvino_backend import OPENVINO_HINT, OpenVinoBackend
 
@@ -92,7 +91,7 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
         raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
     rgb, depth = load_arrays(normals, info.preprocess, need_depth=info.needs_depth, desc="calibration")
     onnx_model = onnx.load(str(model))
-    convs = set(_quantizable_convs(onnx_model, keep_fp32))
+    convs = set(quantizable_convs(onnx_model, keep_fp32))
     if not convs:
         raise AnodetError(f"{model}: no convolution left to quantize (keep_fp32={list(keep_fp32)})")
     step = info.batch or 1
@@ -110,17 +109,7 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
         nncf_log.setLevel(level)
     new_info, recal = dataclasses.replace(info, precision="int8"), None
     if recalibrate_threshold:
-        held_out = (ds.val or ds.train)[:RECALIBRATION_IMAGES]
-        vrgb, vdepth = load_arrays(held_out, info.preprocess, need_depth=info.needs_depth, desc="held-out normals")
-        recal = recalibrate(qm, vrgb, vdepth, method=cal.threshold_method, quantile=cal.threshold_quantile,
-                            pixel_fpr=cal.pixel_fpr)
-        extra = {**info.extra, "int8_recalibration": {
-            "raw_threshold": recal.raw_threshold, "score_scale": recal.score_scale, "images": recal.images,
-            "pixel_raw_threshold": recal.pixel_raw_threshold, "fp32_raw_threshold": info.raw_threshold,
-            "quantizer": "nncf"}}
-        pixel = recal.pixel_raw_threshold if recal.pixel_raw_threshold is not None else info.pixel_raw_threshold
-        new_info = dataclasses.replace(new_info, raw_threshold=recal.raw_threshold, score_scale=recal.score_scale,
-                                       pixel_raw_threshold=pixel, extra=extra)
+        new_info, recal = refit_int8(qm, info, ds.val or ds.train, quantizer="nncf")
     write_metadata(qm, new_info)
     path = tmp / "int8.onnx"
     onnx.save(qm, str(path))
@@ -188,7 +177,7 @@ def export_openvino(
         _save_ir(ov, qdq, staged, q_info, False)
         fp32_ov, int8_ov = OpenVinoBackend(staged_fp32), OpenVinoBackend(staged)
         runtime_parity = compare_outputs(run_frames(qdq, *frames), int8_ov.predict(*frames), precision="fp16")
-        cmp = _compare_on_test(model, qdq, Path(calib), info) or {}
+        cmp = compare_on_test(model, qdq, Path(calib), info) or {}
         result = QuantizeResult(None, _ms(fp32_ov, *frames), _ms(int8_ov, *frames), cmp.get("fp32_auroc"),
                                 cmp.get("int8_auroc"), n_calib, cmp.get("fp32_false_alarms"),
                                 cmp.get("int8_false_alarms"), recal, cmp.get("drop_sd"), cmp.get("test_images", 0))

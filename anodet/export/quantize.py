@@ -35,7 +35,7 @@ from anodet.bench.timing import measure
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover
 from anodet.errors import AnodetError
-from anodet.export.recalibration import Recalibration, recalibrate
+from anodet.export.recalibration import Recalibration, refit_int8
 from anodet.export.session import run_frames
 from anodet.runtime.outputs import publish, remove_orphans
 
@@ -91,7 +91,6 @@ class _Reader:
 
 
 BOOTSTRAP = 300  # resamples for the spread of the measured AUROC drop
-RECALIBRATION_IMAGES = 256  # held-out normals for the threshold: enough for a stable quantile
 # Module name -> exporter scope of its nodes (stages.{i-1} is layer{i} in every preset).
 SCOPES = {"stem": "/backbone/stem/", "layer1": "/backbone/stages.0/", "layer2": "/backbone/stages.1/",
           "layer3": "/backbone/stages.2/", "layer4": "/backbone/stages.3/", "backbone": "/backbone/",
@@ -101,7 +100,7 @@ DEFAULT_KEEP_FP32 = ("stem",)
 DEFAULT_METHOD = "percentile"
 
 
-def _quantizable_convs(model: onnx.ModelProto, keep_fp32: tuple[str, ...]) -> list[str]:
+def quantizable_convs(model: onnx.ModelProto, keep_fp32: tuple[str, ...]) -> list[str]:
     """Conv nodes to quantize: not the blur (one output channel), not in a ``keep_fp32`` module.
 
     Node names come from the exporter's module scopes (``/backbone/stages.0/...``).
@@ -132,7 +131,7 @@ def time_model(path: Path, rgb: np.ndarray, depth: np.ndarray | None, runs: int 
     return float(np.median(measure(lambda: sess.run(list(OUTPUTS), feed), warmup=1, runs=runs)))
 
 
-def _compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict[str, float | None] | None:
+def compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict[str, float | None] | None:
     """Image AUROC, its paired bootstrap spread and false alarms of both models on the test split.
 
     None without a test split holding both normal and defective images. The bootstrap
@@ -215,7 +214,7 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix=output.name + ".", suffix=".tmp", dir=output.parent) as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
-        convs = _quantizable_convs(onnx.load(str(pre)), tuple(keep_fp32))
+        convs = quantizable_convs(onnx.load(str(pre)), tuple(keep_fp32))
         if not convs:
             raise AnodetError(f"{model}: no convolution left to quantize (keep_fp32={list(keep_fp32)})")
         log.info("quantizing %d convolutions with %d calibration frames", len(convs), n_calib)
@@ -233,23 +232,12 @@ def quantize_int8(
         finally:
             root.setLevel(level)
         qm = onnx.load(str(q))
-        new_info = dataclasses.replace(info, precision="int8")
-        recal = None
+        new_info, recal = dataclasses.replace(info, precision="int8"), None
         if recalibrate_threshold:
-            held_out = (ds.val or ds.train)[:RECALIBRATION_IMAGES]
-            vrgb, vdepth = load_arrays(held_out, info.preprocess, need_depth=info.needs_depth, desc="held-out normals")
-            recal = recalibrate(qm, vrgb, vdepth, method=cal.threshold_method, quantile=cal.threshold_quantile,
-                                pixel_fpr=cal.pixel_fpr)
-            extra = {**info.extra, "int8_recalibration": {
-                "raw_threshold": recal.raw_threshold, "score_scale": recal.score_scale, "images": recal.images,
-                "pixel_raw_threshold": recal.pixel_raw_threshold, "fp32_raw_threshold": info.raw_threshold}}
-            new_info = dataclasses.replace(new_info, raw_threshold=recal.raw_threshold,
-                                           score_scale=recal.score_scale, extra=extra,
-                                           pixel_raw_threshold=recal.pixel_raw_threshold
-                                           if recal.pixel_raw_threshold is not None else info.pixel_raw_threshold)
+            new_info, recal = refit_int8(qm, info, ds.val or ds.train, quantizer="onnxruntime")
         write_metadata(qm, new_info)
         onnx.save(qm, str(q))
-        cmp = _compare_on_test(model, q, Path(calib), info) or {}
+        cmp = compare_on_test(model, q, Path(calib), info) or {}
         result = QuantizeResult(None, time_model(model, rgb, depth), time_model(q, rgb, depth),
                                 cmp.get("fp32_auroc"), cmp.get("int8_auroc"), n_calib,
                                 cmp.get("fp32_false_alarms"), cmp.get("int8_false_alarms"), recal,

@@ -10,18 +10,24 @@ per-position error statistics are left as trained.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from anodet.artifact import ModelInfo
 from anodet.calibration import pixel_threshold, threshold
+from anodet.data.arrays import load_arrays
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 
 RAW_THRESHOLD, SCORE_SCALE = "det.scorer.raw_threshold", "det.scorer.score_scale"
 PIXEL_THRESHOLD = "det.scorer.pixel_raw_threshold"
+RECALIBRATION_IMAGES = 256  # held-out normals for the threshold: enough for a stable quantile
 
 
 @dataclass
@@ -76,3 +82,21 @@ def recalibrate(
         pixel = pixel_threshold(raw, pixel_fpr)
         _set(model, PIXEL_THRESHOLD, pixel)
     return Recalibration(thr, scale, int(raw.shape[0]), pixel)
+
+
+def refit_int8(model: onnx.ModelProto, info: ModelInfo, normals: Sequence[Any], *,
+               quantizer: str) -> tuple[ModelInfo, Recalibration]:
+    """Refit a quantized ``model``'s thresholds in place on held-out normal samples, as the FP32
+    model's were fitted (``info.calibration``); return its INT8 ModelInfo and what was refitted."""
+    cal = info.calibration
+    rgb, depth = load_arrays(normals[:RECALIBRATION_IMAGES], info.preprocess, need_depth=info.needs_depth,
+                             desc="held-out normals")
+    recal = recalibrate(model, rgb, depth, method=cal.threshold_method, quantile=cal.threshold_quantile,
+                        pixel_fpr=cal.pixel_fpr)
+    extra = {**info.extra, "int8_recalibration": {
+        "raw_threshold": recal.raw_threshold, "score_scale": recal.score_scale, "images": recal.images,
+        "pixel_raw_threshold": recal.pixel_raw_threshold, "fp32_raw_threshold": info.raw_threshold,
+        "quantizer": quantizer}}
+    pixel = info.pixel_raw_threshold if recal.pixel_raw_threshold is None else recal.pixel_raw_threshold
+    return dataclasses.replace(info, precision="int8", raw_threshold=recal.raw_threshold,
+                               score_scale=recal.score_scale, pixel_raw_threshold=pixel, extra=extra), recal
