@@ -63,3 +63,9 @@ def pixel_threshold(raw_maps: np.ndarray, fpr: float) -> float:
         raise ValueError(f"pixel_fpr must be in (0, 1), got {fpr}")
     flat = np.asarray(raw_maps, dtype=np.float32).ravel()
     return float(np.quantile(flat, 1.0 - fpr))
+
+
+def mask_level(pixel_threshold: float, peak: float, share: float) -> float:
+    """The mask's threshold in one frame (any units, the map's): above the pixel threshold and
+    ``share`` of the way from it to the frame's ``peak``. The scorer's graph computes the same."""
+    return pixel_threshold + share * max(peak - pixel_threshold, 0.0)

@@ -60,6 +60,9 @@ class ModelConfig:
     smooth_kernel: int = 3  # mean filter on the aligned map (reflection padded); 1 = off
     latent_dim: int = 128  # autoencoder bottleneck d (DFR: C -> (C+2d)/2 -> 2d -> d)
     blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
+    mask_peak_share: float = 0.5  # mask: above the pixel threshold and this share of the way to the
+    # frame's peak (0 = the pixel threshold alone). The map is a blurred copy of the defect, so a
+    # half-maximum contour follows its extent (benchmarks/pixel_threshold.py).
     bn_recalibration: int = 0  # random-init backbones only: training images used to recompute
     # the (frozen) BatchNorm running statistics once before fitting; 0 = keep mean 0 / var 1.
     # Off by default: it lowered accuracy in the defaults sweep (gain10_std_bnrecal in
@@ -168,6 +171,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError("model.reduce_channels must be positive (or null to use reduction_factor)")
     if not 0.0 < t.threshold_quantile <= 1.0:
         raise AnodetError(f"train.threshold_quantile must be in (0, 1], got {t.threshold_quantile}")
+    if not 0.0 <= m.mask_peak_share < 1.0:
+        raise AnodetError(f"model.mask_peak_share must be in [0, 1), got {m.mask_peak_share}")
     if not 0.0 < t.pixel_fpr < 1.0:
         raise AnodetError(f"train.pixel_fpr must be in (0, 1), got {t.pixel_fpr}")
     if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:

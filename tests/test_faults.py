@@ -341,8 +341,6 @@ def test_export_on_a_full_disk_keeps_the_old_model(trained, tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
-@pytest.mark.xfail(strict=True, reason="the message is built in anodet/models/backbone.py (_read_state), "
-                   "not yet changed: it quotes torch's advice to load with weights_only=False")
 def test_weights_pickle_error_gives_no_unsafe_advice(tiny_yaml, synth_data, tmp_path):
     import torch
 

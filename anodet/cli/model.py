@@ -107,9 +107,9 @@ def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor, force):
 @click.command("ablate")
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-@click.option("--weights", default="none", show_default=True, help=WEIGHTS_HELP)
+@click.option("--weights", default="auto", show_default=True, help="auto (ImageNet for Lite, random init for ResNets), " + WEIGHTS_HELP)
 @click.option("--epochs", type=int, help="maximum epochs per preset")
-@click.option("--presets", default="rgbd_full,rgb_baseline,rgbd_reduced", show_default=True)
+@click.option("--presets", default="rgbd_full,rgb_baseline,rgbd_reduced,rgbd_lite,rgb_lite", show_default=True)
 @click.option("--image-size", type=int, help="override the input size of every preset")
 @click.option("--device", default="auto", show_default=True)
 @friendly

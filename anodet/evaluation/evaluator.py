@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_SCORE
+from anodet.calibration import mask_level
 from anodet.data.samples import Sample, describe, discover, load_gt, load_sample
 from anodet.errors import AnodetError
 from anodet.evaluation import metrics as M
@@ -42,6 +43,7 @@ class ModelUnderTest:
     spec: PreprocessSpec
     preset: str
     pixel_threshold: float  # the mask's threshold in normalised map units
+    mask_peak_share: float = 0.0  # and the share of the way to each frame's peak it also needs
 
 
 class TorchPredictor:
@@ -73,13 +75,14 @@ def open_model(checkpoint: str | Path | None = None, model: str | Path | None = 
         warn_if_uncalibrated(det.checkpoint_info, Path(checkpoint))
         cfg = det.cfg
         return ModelUnderTest(f"checkpoint {checkpoint}", TorchPredictor(det, resolve_device(device)),
-                              cfg.model.in_channels, cfg.data.preprocess, cfg.preset, det.scorer.pixel_threshold)
+                              cfg.model.in_channels, cfg.data.preprocess, cfg.preset, det.scorer.pixel_threshold,
+                              float(det.scorer.mask_peak_share))
     from anodet.runtime.backends import open_backend
 
     be = open_backend(model, backend)
     info = be.info
     return ModelUnderTest(f"{be.name} {model}", be, info.in_channels, info.preprocess, info.preset,
-                          info.pixel_threshold)
+                          info.pixel_threshold, info.mask_peak_share)
 
 
 def _batches(items: list, size: int):
@@ -115,7 +118,8 @@ def _evaluate(mut, ds, data, out_dir, save_maps, report, batch, max_panels) -> d
         _predict_all(mut, ds, batch, bar, need_depth, (labels, scores, masks, maps, types), small)
     finally:
         bar.close()  # an error message must not land on the bar's line
-    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD, pixel_threshold=mut.pixel_threshold)
+    result = M.evaluate(labels, scores, masks, maps, types, DECISION_THRESHOLD, pixel_threshold=mut.pixel_threshold,
+                        peak_share=mut.mask_peak_share)
     result.update({"model": mut.name, "preset": mut.preset, "data": str(Path(data).resolve())})
     for w in result.get("warnings", []):
         log.warning("%s", w)
@@ -182,7 +186,8 @@ def _write_report(out_dir, samples, result, labels, scores, masks, maps, small, 
         gt_small = cv2.resize(gt.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0 if gt is not None else None
         name = f"panels/{i:05d}_{s.defect_type}_{s.rgb_path.stem}.png"
         title = f"{s.defect_type} {s.rgb_path.name}: score {scores[i]:.3f}"
-        mask = (amap > result["pixel_threshold"]) & (scores[i] > DECISION_THRESHOLD)  # the exported mask's rule
+        level = mask_level(result["pixel_threshold"], float(amap.max()), result["mask_peak_share"])
+        mask = (amap > level) & (scores[i] > DECISION_THRESHOLD)  # the exported mask's rule
         report.save_panel(rep / name, rgb, depth, amap, mask, gt_small, title)
         rows.append({"panel": name, "rgb_path": str(s.rgb_path), "defect_type": s.defect_type, "label": labels[i],
                      "score": scores[i], "anomalous": scores[i] > DECISION_THRESHOLD})

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from anodet.calibration import mask_level
 from anodet.errors import AnodetError
 from anodet.evaluation.inputs import (
     Maps,
@@ -97,11 +98,13 @@ def threshold_metrics(
     maps: Maps | None,
     threshold: float,
     pixel_threshold: float | None = None,
+    peak_share: float = 0.0,
 ) -> dict[str, float | None]:
     """Decision metrics at the image threshold and the mask's pixel threshold.
 
     An image is anomalous when its score > threshold; a pixel is defective when the image is
-    anomalous and its map value > pixel_threshold (default: threshold), as in the exported mask.
+    anomalous and its map value > calibration.mask_level(pixel_threshold, the image's peak,
+    peak_share) (pixel_threshold defaults to threshold), as in the exported mask.
     Returns image_precision, image_recall, image_f1, image_accuracy, image_false_alarm_rate
     (share of normal images flagged; None without normal images) and, over all pixels of
     all images, pixel_precision, pixel_recall, pixel_f1, pixel_iou and
@@ -122,8 +125,10 @@ def threshold_metrics(
     amaps = as_maps(maps)
     gts = as_masks(masks, amaps)
     # per image: no giant concatenated copies
-    counts = sum((_counts((amap > pixel_threshold) & flagged, gt) for gt, amap, flagged in zip(gts, amaps, pred)),
-                 np.zeros(3, np.int64))
+    counts = np.zeros(3, np.int64)
+    for gt, amap, flagged in zip(gts, amaps, pred):
+        level = mask_level(pixel_threshold, float(amap.max()), peak_share)
+        counts += _counts((amap > level) & flagged, gt)
     out.update(_prf(counts, "pixel"))
     tp, fp, fn = (int(c) for c in counts)
     out["pixel_iou"] = _ratio(tp, tp + fp + fn, tp + fn == 0)
@@ -161,11 +166,13 @@ def evaluate(
     threshold: float,
     *,
     pixel_threshold: float | None = None,
+    peak_share: float = 0.0,
     fpr_limit: float = 0.3,
 ) -> dict[str, Any]:
     """All metrics for a test set, overall and per defect type; JSON-serialisable.
 
-    threshold: the image threshold; pixel_threshold: the mask's (default: threshold).
+    threshold: the image threshold; pixel_threshold and peak_share: the mask's rule (see
+    threshold_metrics).
 
     labels (N,), scores (N,), masks N x (bool H_i x W_i or None) or None, maps N x float
     H_i x W_i, defect_types (N,) strings (only anomalous images' are used) or None. Each
@@ -212,11 +219,13 @@ def evaluate(
         else:
             out["pixel_auroc"] = attempt(scope, "pixel_auroc", pixel_auroc, smasks, smaps)
             out["au_pro"] = attempt(scope, "au_pro", au_pro, smasks, smaps, fpr_limit)
-        out.update(threshold_metrics(sy, ss, smasks, smaps if smasks else None, threshold, pixel_threshold))
+        out.update(threshold_metrics(sy, ss, smasks, smaps if smasks else None, threshold, pixel_threshold,
+                                     peak_share))
         return out
 
     result: dict[str, Any] = {"threshold": float(threshold), "fpr_limit": float(fpr_limit),
-                              "pixel_threshold": float(threshold if pixel_threshold is None else pixel_threshold)}
+                              "pixel_threshold": float(threshold if pixel_threshold is None else pixel_threshold),
+                              "mask_peak_share": float(peak_share)}
     result.update(subset(np.arange(y.size), "overall"))
     result["num_normal"] = int((~y).sum())
     per_defect: dict[str, dict[str, Any]] = {}

@@ -97,6 +97,7 @@ def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> 
                                 threshold_quantile=cfg.train.threshold_quantile,
                                 pixel_fpr=(ck.get("calibration") or {}).get("pixel_fpr")),
         pixel_raw_threshold=float(det.scorer.pixel_raw_threshold),
+        mask_peak_share=float(det.scorer.mask_peak_share),
         input_stats=dict(ck.get("input_stats") or {}),
         precision=precision,
         extra={
@@ -105,7 +106,9 @@ def model_info(det: Detector, *, batch: int | None, precision: str = "fp32") -> 
             "data_fingerprint": ck.get("data_fingerprint"),
             "calibration": ck.get("calibration"),
             "normalisation": {
-                "rgb": "ImageNet mean/std on 0-255 values, inside the graph",
+                "rgb": "(x - rgb_mean) / rgb_std on 0-255 values, inside the graph",
+                "rgb_mean": det.input_norm.rgb_mean.flatten().tolist(),
+                "rgb_std": det.input_norm.rgb_std.flatten().tolist(),
                 "depth": "minus each image's mean valid depth, divided by depth_scale, inside the graph",
                 "depth_scale_m": float(det.input_norm.depth_scale),
             },

@@ -64,8 +64,10 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
-        msg = " ".join(str(exc).split())[:200]
-        raise AnodetError(f"--weights {path}: not a readable state dict ({msg})") from None
+        # The class name only: torch's own text suggests loading with weights_only=False, which
+        # would run code from an untrusted file.
+        raise AnodetError(f"--weights {path}: not a readable state dict ({type(exc).__name__}); "
+                          "anodet loads only plain tensors") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AnodetError(f"--weights {path}: not a state dict (a mapping of names to tensors)")

@@ -89,7 +89,7 @@ class Detector(nn.Module):
             reduce_first=m.reduce_first,
         )
         self.autoencoder = Autoencoder(self.aligner.channels, min(m.latent_dim, self.aligner.channels))
-        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma, m.feature_size)
+        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma, m.feature_size, m.mask_peak_share)
 
     @property
     def weights_source(self) -> str:
@@ -124,6 +124,7 @@ def load_detector(path: str | Path, map_location: str = "cpu") -> Detector:
     # Checkpoints from before the separate pixel threshold masked at the image threshold.
     if "scorer.raw_threshold" in state:
         state.setdefault("scorer.pixel_raw_threshold", state["scorer.raw_threshold"])
+        state.setdefault("scorer.mask_peak_share", torch.tensor(0.0))
     det.load_state_dict(state)
     det.backbone.weights_source = ckpt.get("weights_source", "unknown")
     det.checkpoint_info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}

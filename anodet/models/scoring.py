@@ -1,8 +1,9 @@
 """Anomaly scoring: reconstruction error -> full-size map -> blur -> normalised score and mask.
 
 Normalisation maps the calibrated image threshold to 0.5: ``(raw - threshold) / scale + 0.5``.
-The mask has its own pixel threshold (a per-pixel false-positive budget on validation normals)
-and is empty for parts judged good, so a good part never reports a defect region.
+The mask has its own pixel threshold (a per-pixel false-positive budget on validation normals),
+raised per frame to a share of the way to the frame's peak (a half-maximum contour follows a
+blurred defect's extent), and is empty for parts judged good: a good part reports no region.
 Unlike anomalib we do not clamp to [0, 1]: clamping ties every strong anomaly at 1.0 and
 would make metrics computed from an exported model differ from the checkpoint's.
 """
@@ -30,7 +31,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 class Scorer(nn.Module):
     """(features, reconstruction) N x C x h x w -> raw map N x S x S (blurred squared error)."""
 
-    def __init__(self, image_size: int, blur_sigma: float, feature_size: int):
+    def __init__(self, image_size: int, blur_sigma: float, feature_size: int, mask_peak_share: float = 0.0):
         super().__init__()
         self.image_size = image_size
         # Per-position statistics of the error on normal images (identity until calibrated).
@@ -40,6 +41,7 @@ class Scorer(nn.Module):
         self.register_buffer("raw_threshold", torch.tensor(1.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
         self.register_buffer("pixel_raw_threshold", torch.tensor(1.0))
+        self.register_buffer("mask_peak_share", torch.tensor(float(mask_peak_share)))
 
     def raw_map(self, feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         return self.raw_map_from_error(self.error(feats, recon))
@@ -84,7 +86,10 @@ class Scorer(nn.Module):
         amap = self.normalise(raw)
         score = amap.flatten(1).amax(dim=1)
         flagged = (score > DECISION_THRESHOLD)[:, None, None]
-        mask = (raw > self.pixel_raw_threshold) & flagged
+        # Above the pixel threshold and a share of the way from it to the frame's peak.
+        peak = raw.flatten(1).amax(dim=1)[:, None, None]
+        level = self.pixel_raw_threshold + self.mask_peak_share * (peak - self.pixel_raw_threshold).clamp(min=0)
+        mask = (raw > level) & flagged
         return {"score": score, "anomaly_map": amap, "mask": mask.to(torch.uint8)}
 
     def set_calibration(self, raw_threshold: float, score_scale: float,
