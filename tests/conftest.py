@@ -20,17 +20,22 @@ TINY = {
 }
 
 
-def tiny_config(**sections):
-    """The tiny config as an ExperimentConfig, with optional section overrides."""
-    from anodet.config import from_dict
-
+def tiny_raw(**sections) -> dict:
+    """The tiny config as a dict, with optional section overrides (``preset=`` replaces it)."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
     for name, values in sections.items():
         if name == "preset":
             raw["preset"] = values
         else:
             raw[name].update(values)
-    return from_dict(raw)
+    return raw
+
+
+def tiny_config(**sections):
+    """The tiny config as an ExperimentConfig, with optional section overrides."""
+    from anodet.config import from_dict
+
+    return from_dict(tiny_raw(**sections))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import TINY
+from conftest import TINY, tiny_raw
 
 from anodet.cli import main, train_cmd
 
@@ -35,12 +35,7 @@ def md5(path: Path) -> str:
 
 
 def tiny_yaml_with(tmp: Path, **sections) -> Path:
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
-    for name, values in sections.items():
-        if name == "preset":
-            raw["preset"] = values
-        else:
-            raw[name].update(values)
+    raw = tiny_raw(**sections)
     path = tmp / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -43,7 +43,7 @@ from anodet.export.quantize import (
     compare_on_test,
     quantizable_convs,
 )
-from anodet.export.recalibration import Recalibration, refit_int8
+from anodet.export.recalibration import Recalibration, calibration_frames, refit_int8
 from anodet.export.session import run_frames
 from anodet.runtime.openvino_backend import OPENVINO_HINT, OpenVinoBackend
 
@@ -84,12 +84,7 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
     import nncf
     import onnx
 
-    cal = info.calibration
-    ds = discover(calib, need_depth=info.needs_depth, val_fraction=cal.val_fraction, seed=cal.seed)
-    normals = (ds.train + ds.val)[:images]
-    if not normals:
-        raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
-    rgb, depth = load_arrays(normals, info.preprocess, need_depth=info.needs_depth, desc="calibration")
+    ds, rgb, depth = calibration_frames(info, calib, images)
     onnx_model = onnx.load(str(model))
     convs = set(quantizable_convs(onnx_model, keep_fp32))
     if not convs:

@@ -35,7 +35,7 @@ from anodet.bench.timing import measure
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover
 from anodet.errors import AnodetError
-from anodet.export.recalibration import Recalibration, refit_int8
+from anodet.export.recalibration import Recalibration, calibration_frames, refit_int8
 from anodet.export.session import run_frames
 from anodet.runtime.outputs import publish, remove_orphans
 
@@ -201,14 +201,7 @@ def quantize_int8(
     unknown = sorted(set(keep_fp32) - set(MODULES))
     if unknown:
         raise AnodetError(f"unknown module(s) {', '.join(unknown)} to keep in FP32; valid: {', '.join(MODULES)}")
-    cal = info.calibration
-    # The training run's split, so the threshold comes from the same held-out normals as in
-    # training when --calib is the training data.
-    ds = discover(calib, need_depth=info.needs_depth, val_fraction=cal.val_fraction, seed=cal.seed)
-    normals = (ds.train + ds.val)[:max_images]
-    if not normals:
-        raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
-    rgb, depth = load_arrays(normals, info.preprocess, need_depth=info.needs_depth, desc="calibration")
+    ds, rgb, depth = calibration_frames(info, calib, max_images)
     n_calib = rgb.shape[0]
     remove_orphans(output)  # work folders of killed runs hold ~100 MB each
     with tempfile.TemporaryDirectory(prefix=output.name + ".", suffix=".tmp", dir=output.parent) as tmp:

@@ -100,3 +100,19 @@ def refit_int8(model: onnx.ModelProto, info: ModelInfo, normals: Sequence[Any], 
     pixel = info.pixel_raw_threshold if recal.pixel_raw_threshold is None else recal.pixel_raw_threshold
     return dataclasses.replace(info, precision="int8", raw_threshold=recal.raw_threshold,
                                score_scale=recal.score_scale, pixel_raw_threshold=pixel, extra=extra), recal
+
+
+def calibration_frames(info: ModelInfo, calib: Any, max_images: int) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """The dataset ``calib`` split as at training (info.calibration) and up to ``max_images`` of
+    its normal images as model input: (dataset, rgb N x S x S x 3 uint8, depth N x S x S metres)."""
+    from anodet.data.samples import discover
+
+    cal = info.calibration
+    # The training run's split, so the threshold comes from the same held-out normals as in
+    # training when --calib is the training data.
+    ds = discover(calib, need_depth=info.needs_depth, val_fraction=cal.val_fraction, seed=cal.seed)
+    normals = (ds.train + ds.val)[:max_images]
+    if not normals:
+        raise AnodetError(f"--calib {calib}: no normal images to calibrate on")
+    rgb, depth = load_arrays(normals, info.preprocess, need_depth=info.needs_depth, desc="calibration")
+    return ds, rgb, depth
