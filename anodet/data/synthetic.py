@@ -26,14 +26,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from anodet.data.sensor import (
-    SENSORS,
-    check_sensor,
-    depth_to_xyz,
-    focal_length,
-    ideal_depth,
-    sensor_depth,
-)
+from anodet.data import sensor as sensors
 from anodet.errors import AnodetError
 from anodet.runtime.outputs import check_output_dir
 
@@ -100,7 +93,7 @@ def _part(size: int) -> dict[str, np.ndarray]:
     interior = sdf < -0.06
     top = sdf < -0.015  # defects are clipped to the part, never spill onto the background
     # Work surface slightly tilted (camera not exactly perpendicular): slope 0.02, ~1 degree.
-    plane = PLANE_Z + 0.02 * (yy - c) * PLANE_Z / focal_length(s)
+    plane = PLANE_Z + 0.02 * (yy - c) * PLANE_Z / sensors.focal_length(s)
     f32 = np.float32
     out = {"alpha": alpha.astype(f32), "height": height.astype(f32), "albedo": albedo.astype(f32),
            "bg": bg.astype(f32), "interior": interior, "top": top, "plane": plane.astype(f32)}
@@ -203,7 +196,7 @@ def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = N
         raise AnodetError(f"unknown defect type {defect!r}; valid: {valid} or None")
     if size < 32:
         raise AnodetError(f"synthetic frames need size >= 32, got {size}")
-    check_sensor(sensor)
+    sensors.check_sensor(sensor)
     s, k = size, size / 256
     part = _part(s)
     # Two independent streams: nuisances draw the same numbers whatever the defect.
@@ -235,7 +228,7 @@ def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = N
     d_alpha, d_h, mask = w[..., 5], w[..., 6], (w[..., 7] > 0.5) & (w[..., 4] > 0.5)
 
     # Shading uses the nominal shape only, so geometry defects never change the RGB image.
-    pitch = PLANE_Z / focal_length(s)  # metres per pixel at the work surface
+    pitch = PLANE_Z / sensors.focal_length(s)  # metres per pixel at the work surface
     gy, gx = np.gradient(height, pitch)
     normal = np.dstack([-gx, -gy, np.ones_like(gx)])
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
@@ -254,9 +247,10 @@ def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = N
     surface = height + d_h
     clean = part["plane"] + z_shift - surface
     if sensor == "ideal":  # nuis draws last here, so depth is as before the sensor models
-        return rgb, ideal_depth(nuis, clean, surface, pitch), mask
+        return rgb, sensors.ideal_depth(nuis, clean, surface, pitch), mask
     sens = np.random.default_rng(nuis.integers(2**63))
-    return rgb, sensor_depth(sens, clean, surface, pitch, focal_length(s), SENSORS[sensor]), mask
+    depth = sensors.sensor_depth(sens, clean, surface, pitch, sensors.focal_length(s), sensors.SENSORS[sensor])
+    return rgb, depth, mask
 
 
 def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val: int = 15,
@@ -271,7 +265,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
     """
     if n_train < 1 or n_val < 0 or n_test_per_type < 0:
         raise AnodetError("n_train >= 1, n_val >= 0 and n_test_per_type >= 0 required")
-    check_sensor(sensor)
+    sensors.check_sensor(sensor)
     root = Path(out) / category
     check_output_dir(root, "dataset folder")  # OUT a file or read-only: one line before any work
     if root.exists() and any(root.iterdir()):
@@ -295,7 +289,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
             name = f"{i:03d}"
             cv2.imwrite(str(folder / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             # One page, 3 samples per pixel, as MVTec's files (tifffile's default will change).
-            tifffile.imwrite(folder / "xyz" / f"{name}.tiff", depth_to_xyz(depth),
+            tifffile.imwrite(folder / "xyz" / f"{name}.tiff", sensors.depth_to_xyz(depth),
                              photometric="minisblack", planarconfig="contig")
             if split == "test":
                 cv2.imwrite(str(folder / "gt" / f"{name}.png"), mask.astype(np.uint8) * 255)
