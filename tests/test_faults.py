@@ -176,6 +176,21 @@ def eval_bad_data(tmp, fx):
     return Case(["eval", "--checkpoint", ckpt, "--data", tmp / "nope", "--out", out], "nope", absent=[out])
 
 
+def ablate_over_earlier(tmp, fx):
+    out = tmp / "a"
+    out.mkdir()
+    (out / "ablation.json").write_text("[]")
+    return Case(["ablate", "--data", fx("synth_data"), "--out", out], "--force", [out / "ablation.json"])
+
+
+def bench_over_earlier(tmp, fx):
+    out = tmp / "b"
+    out.mkdir()
+    (out / "bench.json").write_text("{}")
+    return Case(["bench", "--model", fx("exported"), "--data", fx("synth_data"), "--out", out], "--force",
+                [out / "bench.json"])
+
+
 def eval_over_earlier(tmp, fx):
     out = tmp / "e"
     out.mkdir()
@@ -220,6 +235,8 @@ CASES = {
     "eval batch 0": eval_batch_zero,
     "eval missing data": eval_bad_data,
     "eval over an earlier evaluation": eval_over_earlier,
+    "ablate over an earlier ablation": ablate_over_earlier,
+    "bench over an earlier benchmark": bench_over_earlier,
     "int8 truncated onnx": int8_case(lambda good: good.read_bytes()[:2000], "bad.onnx"),
     "int8 garbage onnx": int8_case(lambda good: b"\x08\x07garbage" * 100, "bad.onnx"),
     "run max-frames -1": run_case(["--max-frames", "-1"], "--max-frames"),

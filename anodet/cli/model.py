@@ -112,10 +112,14 @@ def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor, force):
 @click.option("--presets", default="rgbd_full,rgb_baseline,rgbd_reduced,rgbd_lite,rgb_lite", show_default=True)
 @click.option("--image-size", type=int, help="override the input size of every preset")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="replace an earlier ablation in --out")
 @friendly
-def ablate_cmd(data, out, weights, epochs, presets, image_size, device):
+def ablate_cmd(data, out, weights, epochs, presets, image_size, device, force):
     """Train and evaluate each preset on the same data; write ablation.md/csv/json."""
     setup_logging(False)
+    from anodet.experiment import check_fresh_output
+
+    check_fresh_output(out, ("ablation.json", "ablation.md", "ablation.csv"), force=force)
     from anodet.evaluation.ablation import ablate, format_table
 
     overrides = {"data": {"image_size": image_size}} if image_size else None

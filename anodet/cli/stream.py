@@ -63,10 +63,14 @@ def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events,
 @click.option("--runs", default=20, show_default=True)
 @click.option("--threads", type=int, help="intra-op threads (torch and ONNX Runtime)")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="replace an earlier benchmark in --out")
 @friendly
-def bench_cmd(checkpoint, models, data, backends, batches, warmup, runs, threads, out):
+def bench_cmd(checkpoint, models, data, backends, batches, warmup, runs, threads, out, force):
     """Latency, memory, accuracy and parity with ONNX Runtime CPU per backend; exit 1 if one disagrees."""
     setup_logging(False)
+    from anodet.experiment import check_fresh_output
+
+    check_fresh_output(out, ("bench.json", "bench.md", "bench.png"), force=force)
     from anodet.bench import ROW_NAMES, bench, exit_status, format_table
 
     res = bench(checkpoint, models=models, data=data, backends=parse_list(backends) or ROW_NAMES,
