@@ -20,7 +20,7 @@ import torch
 
 from anodet import __version__
 from anodet.errors import AnodetError
-from anodet.runtime.outputs import describe_os_error, publish, temp_beside
+from anodet.runtime.outputs import atomic_write
 
 FORMAT = "anodet-checkpoint/1"
 REQUIRED = ("config", "model")
@@ -42,22 +42,11 @@ def write_checkpoint(state: dict[str, Any], path: Path) -> None:
 
     A failed write (full disk, read-only folder) is an AnodetError naming the file.
     """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_beside(path)
-        digest = weights_digest(state["model"]) if "model" in state else None
-        with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, "anodet_version": __version__, "model_sha256": digest, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish(tmp, path)
-    except OSError as exc:
-        raise AnodetError(f"writing checkpoint {path} failed ({describe_os_error(exc)}); "
-                          "the previous file, if any, is unchanged") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
+    digest = weights_digest(state["model"]) if "model" in state else None
+    with atomic_write(path, "checkpoint") as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, "anodet_version": __version__, "model_sha256": digest, **state}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:

@@ -39,7 +39,7 @@ from anodet.artifact import (
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 from anodet.models.detector import Detector, load_detector
-from anodet.runtime.outputs import describe_os_error, publish, temp_beside
+from anodet.runtime.outputs import atomic_write
 
 log = logging.getLogger(__name__)
 # torch.onnx's TorchScript exporter range; the graph's ops (reflection pad, resize) need 11+.
@@ -172,9 +172,7 @@ def export_onnx(
     det = load_detector(checkpoint).eval()
     rgb, depth = parity_samples(det)
     info = model_info(det, batch=batch, precision="fp16" if fp16 else "fp32")
-    tmp = None
-    try:
-        tmp = temp_beside(output)
+    with atomic_write(output, "ONNX model") as tmp:
         log.info("tracing %s (opset %d) into ONNX ...", checkpoint, opset)
         _trace(copy.deepcopy(det) if fp16 else det, tmp, info, opset, batch, fp16)
         det.eval()
@@ -190,13 +188,6 @@ def export_onnx(
         result = compare_outputs(ref, got, precision=info.precision)
         if not result.ok:
             raise AnodetError(f"parity check failed: {result.describe()}; nothing written to {output}")
-        publish(tmp, output)
-    except OSError as exc:
-        raise AnodetError(f"writing {output} failed ({describe_os_error(exc)}); "
-                          "an existing file of that name is unchanged") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
     return ExportResult(output, info, result, output.stat().st_size / 2**20)
 
 

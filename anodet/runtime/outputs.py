@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from anodet.errors import AnodetError
@@ -100,3 +102,25 @@ def publish(tmp: Path, path: Path) -> None:
     """Give ``tmp`` the standard file mode and rename it to ``path`` (atomically replacing it)."""
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
     os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_write(path: Path, what: str) -> Iterator[Path]:
+    """Yield a temporary file beside ``path``; publish it there when the block succeeds.
+
+    The block writes the temporary file. An OSError (full disk, read-only folder) becomes an
+    AnodetError naming ``what`` and ``path``; any failure removes the temporary file and leaves
+    an existing ``path`` unchanged.
+    """
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(path)
+        yield tmp
+        publish(tmp, path)
+    except OSError as exc:
+        raise AnodetError(f"writing {what} {path} failed ({describe_os_error(exc)}); "
+                          "the previous file, if any, is unchanged") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
