@@ -89,6 +89,9 @@ class TrainConfig:
     threshold_method: str = "image_quantile"
     threshold_quantile: float = 0.99
     pixel_fpr: float = 0.003  # mask threshold: share of validation-normal pixels allowed above it
+    # Also fit and calibrate on every image with its depth re-rounded to each z16 step (metres):
+    # a model trained on continuous depth then takes a D4xx's 1 mm steps as normal.
+    depth_augment_units: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model"]["layers"] = list(self.model.layers)
+        out["train"]["depth_augment_units"] = list(self.train.depth_augment_units)
         return out
 
 
@@ -175,6 +179,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"model.mask_peak_share must be in [0, 1), got {m.mask_peak_share}")
     if not 0.0 < t.pixel_fpr < 1.0:
         raise AnodetError(f"train.pixel_fpr must be in (0, 1), got {t.pixel_fpr}")
+    if any(not 0.0 < u <= 0.01 for u in t.depth_augment_units):
+        raise AnodetError(f"train.depth_augment_units are z16 steps in metres in (0, 0.01], got "
+                          f"{list(t.depth_augment_units)}")
     if t.epochs < 1 or t.batch_size < 2 or t.lr <= 0:
         raise AnodetError("train.epochs >= 1, train.batch_size >= 2 and train.lr > 0 required")
     check_ranges(cfg)

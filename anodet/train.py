@@ -54,8 +54,7 @@ class TrainResult:
 def depth_scale(depth: np.ndarray) -> float:
     """Std (metres) of mean-centred valid depth over the training images."""
     d = torch.from_numpy(depth)
-    c = centred_depth(d)
-    vals = c[d > 0]
+    vals = centred_depth(d)[d > 0]
     return float(vals.std()) if vals.numel() > 1 else 0.01
 
 
@@ -162,7 +161,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     # Statistics of the frames as the camera delivered them, for the runtime's drift check.
     stats = input_stats((load_rgb(s.rgb_path), load_depth(s.depth_path) if need_depth else None)
                         for s in ds.train[:INPUT_STAT_FRAMES])
-    rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images")
+    rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images",
+                             depth_units=t.depth_augment_units, seed=t.seed)
     if depth is not None:
         det.input_norm.depth_scale.fill_(depth_scale(depth) / cfg.model.depth_gain)
     t0 = time.perf_counter()
@@ -170,13 +170,14 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     val_feats = None
     keep_rgb, keep_depth = rgb, depth
     if ds.val:
-        vrgb, vdepth = load_arrays(ds.val, spec, need_depth=need_depth, desc="val images")
+        vrgb, vdepth = load_arrays(ds.val, spec, need_depth=need_depth, desc="val images",
+                                   depth_units=t.depth_augment_units, seed=t.seed + 1)
         val_feats = aligned_features(det, vrgb, vdepth, device=dev, desc="val features")
         keep_rgb, keep_depth = vrgb, vdepth
     else:
         log.warning("no validation images: validation loss and calibration use the training set")
     feature_s = time.perf_counter() - t0
-    log.info("feature cache: %d train x %s in %.1f s", len(ds.train), tuple(train_feats.shape[1:]), feature_s)
+    log.info("feature cache: %d train x %s in %.1f s", len(rgb), tuple(train_feats.shape[1:]), feature_s)
 
     train_px = _pixels(train_feats)
     val_px = _pixels(val_feats if val_feats is not None else train_feats)

@@ -8,8 +8,8 @@ Cases (train data -> streamed frames, both from ``anodet-synth`` with the same s
   d435_to_d435   ``--sensor d435`` data -> a z16 recording of its test frames
   ideal_to_d435  float depth -> the z16 recording of the d435 test frames (a new camera)
 Each trained model is exported to ONNX and streamed with ``anodet.runtime.run`` (onnx-cpu), as
-``anodet-run`` does; verdicts come from its events. Variants are data-section overrides (the
-depth path); results are merged into benchmarks/results/sensor_cross.json by (preset, variant,
+``anodet-run`` does; verdicts come from its events. Variants are config overrides (the
+depth path and its augmentation); results are merged into benchmarks/results/sensor_cross.json by (preset, variant,
 case, size), so the suite can be run in parts.
 
     nice -n 10 .venv/bin/python benchmarks/sensor_cross.py --variants sigma0,sigma2 \\
@@ -43,11 +43,13 @@ CASES = {  # train data -> (test frames of which data, streamed as a z16 recordi
     "d435_to_d435": ("d435", "d435", "z16"),
     "ideal_to_d435": ("ideal", "d435", "z16"),
 }
-VARIANTS = {  # data-section overrides of the preset
-    "sigma0": {"depth_sigma": 0.0},
-    "sigma1": {"depth_sigma": 1.0},
-    "sigma2": {"depth_sigma": 2.0},
-    "sigma3": {"depth_sigma": 3.0},
+VARIANTS = {  # config-section overrides of the preset
+    "sigma0": {"data": {"depth_sigma": 0.0}},
+    "sigma1": {"data": {"depth_sigma": 1.0}},
+    "sigma2": {"data": {"depth_sigma": 2.0}},
+    "sigma3": {"data": {"depth_sigma": 3.0}},
+    "q1mm": {"train": {"depth_augment_units": [0.001]}},  # z16-step augmentation, D4xx default unit
+    "sigma2_q1mm": {"data": {"depth_sigma": 2.0}, "train": {"depth_augment_units": [0.001]}},
 }
 
 
@@ -98,7 +100,9 @@ def train_model(preset: str, variant: str, kind: str, data: Path, work: Path, a)
     onnx_path = out / "model.onnx"
     if onnx_path.is_file():
         return onnx_path
-    raw = {"preset": preset, "data": {"image_size": a.size, **VARIANTS[variant]}, "train": {"epochs": a.epochs}}
+    over = VARIANTS[variant]
+    raw = {"preset": preset, "data": {"image_size": a.size, **over.get("data", {})},
+           "train": {"epochs": a.epochs, **over.get("train", {})}}
     cfg = cfgmod.from_dict(raw, source=f"variant {variant}")
     t0 = time.perf_counter()
     res = train(cfg, data, out, weights=a.weights)

@@ -7,10 +7,12 @@ import pytest
 from click.testing import CliRunner
 
 from anodet.cli import synth_cmd
-from anodet.data.sensor import SENSORS, focal_length, quantise, sensor_depth, stereo_shadow
+from anodet.data.arrays import load_arrays
+from anodet.data.samples import discover
+from anodet.data.sensor import SENSORS, focal_length, quantise, requantise, sensor_depth, stereo_shadow
 from anodet.data.synthetic import make_frame, write_dataset
 from anodet.errors import AnodetError
-from anodet.preprocess import load_depth
+from anodet.preprocess import PreprocessSpec, load_depth
 
 SIZE = 64
 
@@ -54,6 +56,32 @@ def test_values_are_whole_depth_units(name):
 def test_quantise_keeps_missing_and_rounds():
     q = quantise(np.array([0.0, 0.5004, 0.5006], np.float32), 0.001)
     np.testing.assert_allclose(q, [0.0, 0.500, 0.501], atol=1e-7)
+
+
+def test_requantise_is_a_z16_grid_at_a_random_phase():
+    rng = np.random.default_rng(0)
+    depth = np.linspace(0.45, 0.55, 400, dtype=np.float32).reshape(20, 20)
+    depth[0, :3] = 0.0
+    outs = [requantise(depth, 0.001, rng) for _ in range(2)]
+    for out in outs:
+        assert (out[0, :3] == 0).all() and (out[depth > 0] > 0).all()
+        assert np.abs(out - depth)[depth > 0].max() <= 0.0005 + 1e-6  # at most half a step away
+        steps = np.diff(np.unique(out[out > 0]))
+        np.testing.assert_allclose(steps, 0.001, atol=2e-6)  # whole steps between levels
+    assert not np.array_equal(outs[0], outs[1])  # the phase differs between draws
+
+
+def test_load_arrays_appends_requantised_copies(tmp_path):
+    root = write_dataset(tmp_path, size=SIZE, n_train=3, n_val=0, n_test_per_type=1, seed=0)
+    train = discover(root, need_depth=True, val_fraction=0.0).train
+    spec = PreprocessSpec(image_size=32, fill_holes=False)
+    rgb, depth = load_arrays(train, spec, need_depth=True)
+    rgb2, depth2 = load_arrays(train, spec, need_depth=True, depth_units=[0.001])
+    assert rgb2.shape[0] == depth2.shape[0] == 2 * len(train)
+    np.testing.assert_array_equal(rgb2[:3], rgb) and np.testing.assert_array_equal(rgb2[3:], rgb)
+    np.testing.assert_array_equal(depth2[:3], depth)  # originals first, unchanged
+    copies = depth2[3:][depth2[3:] > 0]
+    assert not np.array_equal(depth2[3:], depth) and len(np.unique(np.round(copies, 6))) < len(np.unique(depth[depth > 0]))
 
 
 def test_stereo_shadow_is_left_of_a_nearer_edge():

@@ -88,6 +88,7 @@ def test_yaml_values_are_coerced_or_refused_by_declared_type(tmp_path):
                          ("model: {reduction_factor: 0}", "model.reduction_factor must be >= 1"),
                          ("train: {weight_decay: -1}", "train.weight_decay must be >= 0"),
                          ("train: {lr: .inf}", "train.lr must be a number"),
+                         ("train: {depth_augment_units: [1]}", "z16 steps in metres"),
                          ("preset: rgbd_reducd", "valid presets: rgbd_full")]:
         with pytest.raises(AnodetError, match=needle):
             load(text)

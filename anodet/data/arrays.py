@@ -9,18 +9,29 @@ import numpy as np
 from tqdm import tqdm
 
 from anodet.data.samples import Sample, load_sample
+from anodet.data.sensor import requantise
 from anodet.preprocess import PreprocessSpec
 
 
 def load_arrays(
-    samples: Sequence[Sample], spec: PreprocessSpec, *, need_depth: bool, desc: str = "loading"
+    samples: Sequence[Sample], spec: PreprocessSpec, *, need_depth: bool, desc: str = "loading",
+    depth_units: Sequence[float] = (), seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return rgb uint8 N x S x S x 3 and depth float32 N x S x S metres (None for RGB-only)."""
+    """Return rgb uint8 M x S x S x 3 and depth float32 M x S x S metres (None for RGB-only).
+
+    M = N: the samples as stored. With ``depth_units`` (metres), every sample is added once
+    more per unit with its raw depth re-rounded to that z16 step (``requantise``), before the
+    preprocessing, so M = N x (1 + len(depth_units)): the copies follow the originals.
+    """
     s = spec.image_size
-    rgb = np.empty((len(samples), s, s, 3), np.uint8)
-    depth = np.empty((len(samples), s, s), np.float32) if need_depth else None
-    for i, sample in enumerate(tqdm(samples, desc=desc, unit="img", leave=False, disable=len(samples) < 8)):
-        r, d, _ = load_sample(sample, spec, need_depth=need_depth)
+    units = list(depth_units) if need_depth else []
+    rng = np.random.default_rng(seed)
+    jobs = [(sample, None) for sample in samples] + [(sample, u) for u in units for sample in samples]
+    rgb = np.empty((len(jobs), s, s, 3), np.uint8)
+    depth = np.empty((len(jobs), s, s), np.float32) if need_depth else None
+    for i, (sample, unit) in enumerate(tqdm(jobs, desc=desc, unit="img", leave=False, disable=len(jobs) < 8)):
+        step = None if unit is None else (lambda d, u=unit: requantise(d, u, rng))
+        r, d, _ = load_sample(sample, spec, need_depth=need_depth, depth_transform=step)
         rgb[i] = r
         if depth is not None:
             depth[i] = d

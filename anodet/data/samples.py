@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,13 +219,15 @@ def describe(ds: Dataset) -> str:
             f"{len(ds.val)} val, {len(ds.test)} test{tail}")
 
 
-def load_sample(sample: Sample, spec: PreprocessSpec, *,
-                need_depth: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def load_sample(sample: Sample, spec: PreprocessSpec, *, need_depth: bool = True,
+                depth_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Load and preprocess one sample at the model input size S = ``spec.image_size``.
 
     Returns rgb uint8 S x S x 3, depth float32 S x S in metres (0 = missing unless filled;
     None when ``need_depth`` is False) and the mask bool S x S: all False for a normal image
-    without a mask file, None for an anomalous image without one.
+    without a mask file, None for an anomalous image without one. ``depth_transform`` (an
+    augmentation) maps the raw depth, H x W metres, before the preprocessing.
     """
     rgb = load_rgb(sample.rgb_path)
     depth = None
@@ -237,6 +240,8 @@ def load_sample(sample: Sample, spec: PreprocessSpec, *,
                 f"depth {sample.depth_path} is {depth.shape[1]}x{depth.shape[0]} but RGB "
                 f"{sample.rgb_path} is {rgb.shape[1]}x{rgb.shape[0]}; they must be aligned"
             )
+        if depth_transform is not None:
+            depth = depth_transform(depth)
     mask = _read_mask(sample, rgb.shape[:2])
     rgb_s, depth_s = prepare_frame(rgb, depth, spec)
     return rgb_s, depth_s, None if mask is None else resize_mask(mask, spec.image_size)

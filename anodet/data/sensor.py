@@ -110,6 +110,18 @@ def quantise(depth: np.ndarray, unit_m: float) -> np.ndarray:
     return (steps * unit_m).astype(np.float32)
 
 
+def requantise(depth: np.ndarray, unit_m: float, rng: np.random.Generator) -> np.ndarray:
+    """Depth as a z16 camera with ``unit_m`` steps would store it, at a random step phase.
+
+    Training augmentation: the part's height against the step grid differs from frame to
+    frame on a real line, so the rounding is offset by a uniform fraction of a step. float32
+    H x W metres; 0 stays missing.
+    """
+    offset = np.float32(rng.uniform(0.0, unit_m))
+    out = quantise(depth + offset, unit_m) - offset
+    return np.where(depth > 0, np.maximum(out, unit_m), 0.0).astype(np.float32)
+
+
 def _dropouts(rng: np.random.Generator, surface: np.ndarray, pitch_m: float) -> np.ndarray:
     """Small random patches and pixels on steep walls that fail to match. bool H x W."""
     speckle = rng.random(surface.shape) < SPECKLE_RATE
