@@ -119,6 +119,26 @@ def test_int8_refused_on_accuracy_drop_writes_nothing(exported, synth_data, tmp_
     assert not xml.exists() and not xml.with_suffix(".bin").exists()
 
 
+def test_nncf_preset_reaches_nncf_and_unknown_is_refused(exported, synth_data, tmp_path, monkeypatch):
+    import nncf
+
+    seen, quantize = [], nncf.quantize
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("preset"))
+        return quantize(*args, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize", spy)
+    xml = tmp_path / "m8.xml"
+    res = CliRunner().invoke(export_group, ["openvino", "--model", str(exported), "-o", str(xml), "--precision",
+                                            "int8", "--calib", str(synth_data), "--images", "4", "--accept-drop",
+                                            "--keep-fp32", "stem,layer1", "--nncf-preset", "mixed"])
+    assert res.exit_code == 0, res.output
+    assert seen == [nncf.QuantizationPreset.MIXED] and xml.exists()
+    with pytest.raises(AnodetError, match="unknown NNCF preset"):
+        export_openvino(exported, tmp_path / "x.xml", precision="int8", calib=synth_data, nncf_preset="fast")
+
+
 def test_runtime_backends_stay_torch_free():
     code = ("import sys\n"
             "import anodet.runtime.openvino_backend, anodet.runtime.triton_backend, anodet.runtime.triton_model\n"

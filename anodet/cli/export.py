@@ -135,17 +135,19 @@ def export_triton_cmd(model, output, flavour, name, max_batch, instances, queue_
 @click.option("--accept-drop", is_flag=True, help="write the INT8 model even when it lost more accuracy")
 @click.option("--keep-fp32", default="stem", show_default=True, help="modules left in FP32 (as export int8)")
 @click.option("--recalibrate/--no-recalibrate", default=True, show_default=True)
+@click.option("--nncf-preset", type=click.Choice(["performance", "mixed"]),
+              help="INT8: NNCF preset (mixed: asymmetric activations; default: NNCF's, performance)")
 @click.option("--force", is_flag=True)
 @friendly
 def export_openvino_cmd(model, output, precision, calib, images, max_auroc_drop, accept_drop, keep_fp32,
-                        recalibrate, force):
+                        recalibrate, nncf_preset, force):
     """OpenVINO IR: FP16 weights, FP32, or INT8 through NNCF with the INT8 accuracy guard."""
     setup_logging(False)
     from anodet.export.openvino import export_openvino
 
     r = export_openvino(model, output, precision=precision, calib=calib, images=images, max_auroc_drop=max_auroc_drop,
                         accept=accept_drop, keep_fp32=tuple(parse_list(keep_fp32)), recalibrate_threshold=recalibrate,
-                        force=force)
+                        nncf_preset=nncf_preset, force=force)
     for parity, what in ((r.parity, "vs ONNX Runtime"), (r.runtime_parity, "INT8 graph vs ONNX Runtime")):
         if parity is not None:
             click.echo(f"parity {what}: {parity.describe()}")

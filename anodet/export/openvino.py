@@ -49,6 +49,7 @@ from anodet.runtime.openvino_backend import OPENVINO_HINT, OpenVinoBackend
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
+NNCF_PRESETS = ("performance", "mixed")  # symmetric activations, or asymmetric ones (weights symmetric in both)
 
 
 @dataclass
@@ -78,7 +79,7 @@ def _ms(backend: OpenVinoBackend, rgb: np.ndarray, depth: np.ndarray | None) -> 
 
 
 def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: int,
-              keep_fp32: tuple[str, ...], recalibrate_threshold: bool
+              keep_fp32: tuple[str, ...], recalibrate_threshold: bool, preset: str | None = None
               ) -> tuple[Path, ModelInfo, int, Recalibration | None]:
     """NNCF INT8 QDQ graph of ``model`` with refitted threshold in ``tmp``; (path, info, frames, refit)."""
     import nncf
@@ -99,7 +100,8 @@ def _quantize(model: Path, tmp: Path, calib: Path, info: ModelInfo, *, images: i
     level = nncf_log.level
     nncf_log.setLevel(logging.WARNING)  # one INFO line per ignored node otherwise
     try:
-        qm = nncf.quantize(onnx_model, nncf.Dataset(feeds), subset_size=len(feeds), ignored_scope=ignored)
+        qm = nncf.quantize(onnx_model, nncf.Dataset(feeds), subset_size=len(feeds), ignored_scope=ignored,
+                           preset=nncf.QuantizationPreset(preset) if preset else None)
     finally:
         nncf_log.setLevel(level)
     new_info, recal = dataclasses.replace(info, precision="int8"), None
@@ -122,6 +124,7 @@ def export_openvino(
     accept: bool = False,
     keep_fp32: tuple[str, ...] = DEFAULT_KEEP_FP32,
     recalibrate_threshold: bool = True,
+    nncf_preset: str | None = None,
     force: bool = False,
 ) -> OpenVinoExport:
     """Write the OpenVINO IR ``output`` (.xml, with .bin beside it) of the anodet ONNX ``model``.
@@ -129,6 +132,7 @@ def export_openvino(
     calib: a dataset; needed for INT8 (calibration, threshold refit, test-split accuracy), and
     used for the parity check of FP32/FP16 when given. See ``anodet.export.quantize`` for
     ``images``, ``max_auroc_drop``, ``accept``, ``keep_fp32`` and ``recalibrate_threshold``.
+    nncf_preset: NNCF's quantization preset (``NNCF_PRESETS``; None: NNCF's default, performance).
     """
     try:
         import openvino as ov
@@ -146,6 +150,8 @@ def export_openvino(
     unknown = sorted(set(keep_fp32) - set(MODULES))
     if unknown:
         raise AnodetError(f"unknown module(s) {', '.join(unknown)} to keep in FP32; valid: {', '.join(MODULES)}")
+    if nncf_preset is not None and nncf_preset not in NNCF_PRESETS:
+        raise AnodetError(f"unknown NNCF preset {nncf_preset!r}; valid: {', '.join(NNCF_PRESETS)}")
     if precision == "int8" and calib is None:
         raise AnodetError("INT8 needs --calib, a dataset whose normal images calibrate it")
     info = read_info(model)  # refuses non-anodet models
@@ -166,7 +172,8 @@ def export_openvino(
 
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         qdq, q_info, n_calib, recal = _quantize(model, Path(tmp), Path(calib), info, images=images,
-                                         keep_fp32=tuple(keep_fp32), recalibrate_threshold=recalibrate_threshold)
+                                         keep_fp32=tuple(keep_fp32), recalibrate_threshold=recalibrate_threshold,
+                                         preset=nncf_preset)
         staged_fp32, staged = Path(tmp) / "fp32.xml", Path(tmp) / "int8.xml"
         _save_ir(ov, model, staged_fp32, info, False)
         _save_ir(ov, qdq, staged, q_info, False)

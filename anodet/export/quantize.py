@@ -131,6 +131,19 @@ def time_model(path: Path, rgb: np.ndarray, depth: np.ndarray | None, runs: int 
     return float(np.median(measure(lambda: sess.run(list(OUTPUTS), feed), warmup=1, runs=runs)))
 
 
+def paired_drop_sd(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> float | None:
+    """Paired bootstrap sd of AUROC(a) - AUROC(b): test images resampled with replacement, both
+    score arrays (N,) resampled alike; None when no resample holds both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    rng, drops = np.random.default_rng(0), []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(labels), len(labels))
+        if len(set(labels[idx].tolist())) == 2:
+            drops.append(roc_auc_score(labels[idx], a[idx]) - roc_auc_score(labels[idx], b[idx]))
+    return float(np.std(drops)) if drops else None
+
+
 def compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict[str, float | None] | None:
     """Image AUROC, its paired bootstrap spread and false alarms of both models on the test split.
 
@@ -147,15 +160,9 @@ def compare_on_test(fp32: Path, int8: Path, data: Path, info: ModelInfo) -> dict
     rgb, depth = load_arrays(ds.test, info.preprocess, need_depth=info.needs_depth, desc="test images")
     a = run_frames(fp32, rgb, depth, outputs=(OUTPUT_SCORE,))[OUTPUT_SCORE]
     b = run_frames(int8, rgb, depth, outputs=(OUTPUT_SCORE,))[OUTPUT_SCORE]
-    rng = np.random.default_rng(0)
-    drops = []
-    for _ in range(BOOTSTRAP):
-        idx = rng.integers(0, len(labels), len(labels))
-        if len(set(labels[idx].tolist())) == 2:
-            drops.append(roc_auc_score(labels[idx], a[idx]) - roc_auc_score(labels[idx], b[idx]))
     good = labels == 0
     return {"fp32_auroc": float(roc_auc_score(labels, a)), "int8_auroc": float(roc_auc_score(labels, b)),
-            "drop_sd": float(np.std(drops)) if drops else None, "fp32_false_alarms": float(np.mean(a[good] > DECISION_THRESHOLD)),
+            "drop_sd": paired_drop_sd(labels, a, b), "fp32_false_alarms": float(np.mean(a[good] > DECISION_THRESHOLD)),
             "int8_false_alarms": float(np.mean(b[good] > DECISION_THRESHOLD)), "test_images": len(labels)}
 
 
