@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -56,14 +56,18 @@ def frame_stats(rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, float]:
     return out
 
 
-def input_stats(frames: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, float]:
+def input_stats(frames: Iterable[tuple[np.ndarray, np.ndarray | None]],
+                augment_steps: Sequence[float] = ()) -> dict[str, float]:
     """Summary of training frames for the artifact: the median of each frame statistic, and
-    ``<key>_spread`` (the frames' standard deviation) for the RGB means."""
+    ``<key>_spread`` (the frames' standard deviation) for the RGB means. ``augment_steps``
+    (metres): z16 steps the model was also trained on (train.depth_augment_units)."""
     rows = [frame_stats(rgb, depth) for rgb, depth in frames]
     if not rows:
         return {}
     keys = sorted(set.intersection(*(set(r) for r in rows)))
     out = {k: float(np.median([r[k] for r in rows])) for k in keys}
+    if augment_steps and "depth_step_m" in out:
+        out["depth_augment_step_m"] = float(max(augment_steps))
     for k in ("r_mean", "g_mean", "b_mean"):
         out[f"{k}_spread"] = float(np.std([r[k] for r in rows]))
     out["frames"] = float(len(rows))
@@ -84,8 +88,12 @@ def compare(trained: dict[str, float], live: dict[str, float]) -> dict[str, str]
         )
     if "depth_step_m" in trained and "depth_step_m" in live:
         t, s = trained["depth_step_m"], live["depth_step_m"]
-        if s > CONTINUOUS_STEP_M and s > 3 * t:
+        # Steps up to the augmentation's (depth re-rounded during training) are known to the model.
+        seen = max(t, trained.get("depth_augment_step_m", 0.0))
+        if s > CONTINUOUS_STEP_M and s > 3 * t and s > 1.5 * seen:
             was = "continuous depth" if t <= CONTINUOUS_STEP_M else f"{_mm(t)} steps"
+            if seen > t:
+                was += f" and on {_mm(seen)} steps"
             found["depth_step"] = (f"depth arrives in {_mm(s)} steps; the model was trained on {was}: "
                                    f"good parts may be flagged; if they are, {FIX}")
     if "valid_fraction" in trained and "valid_fraction" in live:

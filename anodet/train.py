@@ -159,8 +159,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
 
     spec = cfg.data.preprocess
     # Statistics of the frames as the camera delivered them, for the runtime's drift check.
-    stats = input_stats((load_rgb(s.rgb_path), load_depth(s.depth_path) if need_depth else None)
-                        for s in ds.train[:INPUT_STAT_FRAMES])
+    stats = input_stats(((load_rgb(s.rgb_path), load_depth(s.depth_path) if need_depth else None)
+                         for s in ds.train[:INPUT_STAT_FRAMES]), augment_steps=t.depth_augment_units)
     rgb, depth = load_arrays(ds.train, spec, need_depth=need_depth, desc="train images",
                              depth_units=t.depth_augment_units, seed=t.seed)
     if depth is not None:

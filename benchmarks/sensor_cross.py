@@ -43,12 +43,13 @@ CASES = {  # train data -> (test frames of which data, streamed as a z16 recordi
     "d435_to_d435": ("d435", "d435", "z16"),
     "ideal_to_d435": ("ideal", "d435", "z16"),
 }
-VARIANTS = {  # config-section overrides of the preset
-    "sigma0": {"data": {"depth_sigma": 0.0}},
-    "sigma1": {"data": {"depth_sigma": 1.0}},
-    "sigma2": {"data": {"depth_sigma": 2.0}},
-    "sigma3": {"data": {"depth_sigma": 3.0}},
-    "q1mm": {"train": {"depth_augment_units": [0.001]}},  # z16-step augmentation, D4xx default unit
+VARIANTS = {  # config-section overrides of the preset; each states its depth augmentation, so a
+    # row means the same whatever the preset's default is (rgbd_lite now ships with q1mm)
+    "sigma0": {"data": {"depth_sigma": 0.0}, "train": {"depth_augment_units": []}},
+    "sigma1": {"data": {"depth_sigma": 1.0}, "train": {"depth_augment_units": []}},
+    "sigma2": {"data": {"depth_sigma": 2.0}, "train": {"depth_augment_units": []}},
+    "sigma3": {"data": {"depth_sigma": 3.0}, "train": {"depth_augment_units": []}},
+    "q1mm": {"data": {"depth_sigma": 0.0}, "train": {"depth_augment_units": [0.001]}},  # D4xx default unit
     "sigma2_q1mm": {"data": {"depth_sigma": 2.0}, "train": {"depth_augment_units": [0.001]}},
 }
 

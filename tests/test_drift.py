@@ -61,6 +61,14 @@ def test_one_millimetre_steps_into_a_continuous_model_say_what_to_do():
     assert compare(input_stats(part_frame(i, step=0.001) for i in range(6)), live) == {}
 
 
+def test_steps_the_model_was_augmented_with_are_no_drift_but_coarser_ones_are():
+    trained = input_stats((part_frame(i) for i in range(6)), augment_steps=(0.001,))
+    assert trained["depth_step_m"] < 2e-5 and trained["depth_augment_step_m"] == 0.001
+    assert compare(trained, input_stats(part_frame(i, step=0.001) for i in range(3))) == {}
+    msg = compare(trained, input_stats(part_frame(i, step=0.004) for i in range(3)))["depth_step"]
+    assert "trained on continuous depth and on 1 mm steps" in msg
+
+
 def test_monitor_warns_once_and_strict_raises(caplog):
     mon = InputMonitor(TRAINED, settings=MonitorSettings(first=3, every=1, min_samples=3))
     with caplog.at_level(logging.WARNING):
