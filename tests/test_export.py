@@ -182,6 +182,31 @@ def test_int8_threshold_is_refitted_on_its_own_scores(exported, synth_data, tmp_
     assert abs(np.quantile(plain_scores, cfg["train"]["threshold_quantile"]) - 0.5) > 1e-3
 
 
+def test_threshold_refit_sees_the_depth_copies_training_calibrated_on(synth_data, tmp_path):
+    """With train.depth_augment_units, training calibrates on the held-out normals plus their
+    re-rounded copies; the INT8 refit must do the same, so refitting the FP32 graph itself
+    gives back the trained threshold (coarse 10 mm steps make the copies score higher)."""
+    from conftest import tiny_config
+
+    from anodet.data.samples import discover
+    from anodet.export.recalibration import refit_int8
+    from anodet.train import train
+
+    train(tiny_config(train={"depth_augment_units": [0.01]}), synth_data, tmp_path / "exp", weights="none",
+          device="cpu")
+    res = export_onnx(tmp_path / "exp" / "checkpoints" / "best.pt", tmp_path / "m.onnx", batch=None)
+    info = res.info
+    assert info.calibration.depth_augment_units == (0.01,)
+    assert read_info(tmp_path / "m.onnx").calibration == info.calibration
+    cal = info.calibration
+    ds = discover(synth_data, val_fraction=cal.val_fraction, seed=cal.seed)
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    new_info, recal = refit_int8(model, info, ds.val, quantizer="none")
+    assert recal.images == 2 * len(ds.val)
+    assert recal.raw_threshold == pytest.approx(info.raw_threshold, rel=1e-3)
+    assert recal.pixel_raw_threshold == pytest.approx(info.pixel_raw_threshold, rel=1e-3)
+
+
 def test_int8_keeps_named_layers_in_fp32(exported, tmp_path):
     from anodet.export.quantize import quantizable_convs
 

@@ -39,6 +39,9 @@ class Calibration:
     threshold_method: str  # anodet.calibration.THRESHOLD_METHODS
     threshold_quantile: float
     pixel_fpr: float | None = None  # the mask's per-pixel false-positive budget (None: image threshold)
+    # z16 steps (metres) the held-out normals were also re-rounded to (train.depth_augment_units):
+    # a refit without those copies would set the threshold lower than training did.
+    depth_augment_units: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ class ModelInfo:
         ]
 
 
+def _calibration(raw: dict[str, Any]) -> Calibration:
+    units = tuple(float(u) for u in raw.get("depth_augment_units", ()))
+    return Calibration(**{**raw, "depth_augment_units": units})
+
+
 def info_from_json(text: str, source: str = "model") -> ModelInfo:
     """Parse the ``anodet`` metadata entry; AnodetError when it is not ours or too new."""
     try:
@@ -125,7 +133,7 @@ def info_from_json(text: str, source: str = "model") -> ModelInfo:
             image_size=int(raw["image_size"]), preprocess=PreprocessSpec.from_dict(raw["preprocess"]),
             raw_threshold=float(raw["raw_threshold"]), score_scale=float(raw["score_scale"]),
             batch=None if raw["batch"] is None else int(raw["batch"]),
-            calibration=Calibration(**raw["calibration"]), precision=str(raw["precision"]),
+            calibration=_calibration(raw["calibration"]), precision=str(raw["precision"]),
             pixel_raw_threshold=None if raw.get("pixel_raw_threshold") is None
             else float(raw["pixel_raw_threshold"]),
             input_stats=dict(raw.get("input_stats") or {}), mask_peak_share=float(raw.get("mask_peak_share", 0.0)),

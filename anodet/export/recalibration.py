@@ -89,8 +89,10 @@ def refit_int8(model: onnx.ModelProto, info: ModelInfo, normals: Sequence[Any], 
     """Refit a quantized ``model``'s thresholds in place on held-out normal samples, as the FP32
     model's were fitted (``info.calibration``); return its INT8 ModelInfo and what was refitted."""
     cal = info.calibration
+    # The held-out normals exactly as training calibrated on them: with the re-rounded depth
+    # copies of train.depth_augment_units (same seed as training's validation copies).
     rgb, depth = load_arrays(normals[:RECALIBRATION_IMAGES], info.preprocess, need_depth=info.needs_depth,
-                             desc="held-out normals")
+                             desc="held-out normals", depth_units=cal.depth_augment_units, seed=cal.seed + 1)
     recal = recalibrate(model, rgb, depth, method=cal.threshold_method, quantile=cal.threshold_quantile,
                         pixel_fpr=cal.pixel_fpr)
     extra = {**info.extra, "int8_recalibration": {
