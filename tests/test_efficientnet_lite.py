@@ -193,6 +193,31 @@ def test_lite_exports_as_one_graph_with_parity(fusion, depth_stride, synth_data,
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     assert [i.name for i in graph.input] == ["rgb", "depth"]
     assert exp.parity.image_decisions_equal == 1.0
+    # TF-"same" padding is exported with amounts that do not depend on the input (no Shape
+    # chain) and without an empty fill value, so ONNX Runtime folds it into the Conv.
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def reads_input(name: str) -> bool:
+        node = producer.get(name)
+        return name in ("rgb", "depth") or (node is not None and any(reads_input(i) for i in node.input if i))
+
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert pads and not any(reads_input(n.input[1]) or "" in n.input for n in pads)
+
+
+@pytest.mark.parametrize("size", [15, 16, 33])
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (5, 1)])
+def test_same_conv_matches_timms_dynamic_same_padding(size, kernel, stride):
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    ref = Conv2dSame(8, 8, kernel, stride, groups=8)
+    ours = lite.SameConv2d(8, 8, kernel, stride, 0, 1, 8, True)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 8, size, size + 1)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+    net = lite.create_network("efficientnet_lite0")
+    assert not any(isinstance(m, Conv2dSame) for m in net.modules())
 
 
 @needs_weights

