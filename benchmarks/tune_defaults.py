@@ -11,8 +11,12 @@ Every variant is a preset plus overrides (the same shape as a YAML custom preset
     # EfficientNet-Lite, real ImageNet weights, 600 test images, two data seeds:
     .venv/bin/anodet-synth /tmp/s0 --test 150 --seed 0; .venv/bin/anodet-synth /tmp/s1 --test 150 --seed 1
     .venv/bin/python benchmarks/tune_defaults.py --data /tmp/s0/widget /tmp/s1/widget --out /tmp/tl --suite lite
+    # one factor at a time around rgbd_lite (issue 12 item 5; benchmarks/results/tune_lite_item5.jsonl):
+    .venv/bin/python benchmarks/tune_defaults.py --data /tmp/s0/widget /tmp/s1/widget --out /tmp/tl5 \
+        --suite lite_item5 --weights imagenet
 
-Columns: image AUROC overall and per defect type, pixel AUROC, AU-PRO, training seconds
+Columns: image AUROC overall and per defect type, pixel AUROC, AU-PRO, the decisions at the
+calibrated threshold (good parts flagged, defective parts flagged), training seconds
 (features + autoencoder + calibration) and eager forward milliseconds per 256x256 frame
 (batch 1, median of a few runs). With several ``--data`` sets every variant runs on each
 (one row per variant and data set, ``data`` column). ``--weights auto`` (default) uses the
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -41,6 +46,11 @@ from anodet.train import train
 # name -> overrides (a custom preset). Epochs come from --epochs unless given.
 def _full(gain: float, norm: str, **model) -> dict:
     return {"preset": "rgbd_full", "model": {"depth_gain": gain, **model}, "train": {"error_norm": norm}}
+
+
+def _lite(**sections: dict) -> dict:
+    """rgbd_lite plus overrides; train.depth_augment_units stays the preset's (0.001)."""
+    return {"preset": "rgbd_lite", **sections}
 
 
 SUITES: dict[str, dict[str, dict]] = {
@@ -67,6 +77,18 @@ SUITES: dict[str, dict[str, dict]] = {
         "late_l4_16": {"preset": "rgbd_lite", "model": {"depth_stride": 1, "reduce_channels": 16,
                                                         "layers": ["layer1", "layer2", "layer3", "layer4"]}},
         "rgbd_lite": {"preset": "rgbd_lite"},
+    },
+    # Issue 12 item 5: one factor at a time around the shipped rgbd_lite (ImageNet Lite0), both
+    # data seeds. Ordered by how much each factor was expected to move (first rows first).
+    "lite_item5": {
+        "rgbd_lite": {"preset": "rgbd_lite"},
+        **{f"gain{g:g}": _lite(model={"depth_gain": g}) for g in (0.5, 2.0, 4.0)},
+        **{f"norm_{n}": _lite(train={"error_norm": n}) for n in ("none", "zscore")},
+        **{f"blur{b:g}": _lite(model={"blur_sigma": b}) for b in (2.0, 8.0)},
+        **{f"latent{d}": _lite(model={"latent_dim": d}) for d in (32, 128)},
+        **{f"ch{c}": _lite(model={"reduce_channels": c}) for c in (8, 32)},
+        **{f"fs{f}": _lite(model={"feature_size": f}) for f in (24, 48)},
+        **{f"q{q:g}": _lite(train={"threshold_quantile": q}) for q in (0.95, 1.0)},
     },
     "final": {
         "rgbd_full": {"preset": "rgbd_full"},
@@ -112,6 +134,10 @@ def run_variant(name: str, overrides: dict, data: Path, out: Path, epochs: int |
         "pixel_auroc": metrics["pixel_auroc"],
         "au_pro": metrics["au_pro"],
         **{f"{t}_au_pro": metrics.get("per_defect", {}).get(t, {}).get("au_pro", float("nan")) for t in TYPES},
+        # Decisions at the calibrated threshold (0.5 in normalised units): good parts flagged
+        # (false alarms) and defective parts flagged (recall), in [0, 1].
+        "good_flagged": metrics.get("image_false_alarm_rate"),
+        "defects_flagged": metrics.get("image_recall"),
         "data": str(data),
         "test_images": metrics.get("num_images"),
         "weights": res.weights_source,
@@ -119,20 +145,25 @@ def run_variant(name: str, overrides: dict, data: Path, out: Path, epochs: int |
         "train_s": res.seconds,
         "forward_ms": forward_ms(res.best_checkpoint),
         "overrides": overrides,
+        "load_avg_1m": os.getloadavg()[0],
     }
     return row
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| variant | data | image AUROC | colour | geometry | crack | pixel AUROC | AU-PRO | epochs "
-            "| train s | fwd ms |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| variant | data | image AUROC | colour | geometry | crack | pixel AUROC | AU-PRO | good flagged "
+            "| defects flagged | epochs | train s | fwd ms |")
+    lines = [head, "|" + "---|" * 13]
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
     for r in rows:
         data = Path(r.get("data", "")).parent.name or "-"
         lines.append(
             f"| {r['variant']} | {data} | {r['image_auroc']:.3f} | {r['colour']:.3f} | {r['geometry']:.3f} | "
-            f"{r['crack']:.3f} | {r['pixel_auroc']:.3f} | {r['au_pro']:.3f} | {r['epochs']} | "
-            f"{r['train_s']:.0f} | {r['forward_ms']:.0f} |"
+            f"{r['crack']:.3f} | {r['pixel_auroc']:.3f} | {r['au_pro']:.3f} | {pct(r.get('good_flagged'))} | "
+            f"{pct(r.get('defects_flagged'))} | {r['epochs']} | {r['train_s']:.0f} | {r['forward_ms']:.0f} |"
         )
     return "\n".join(lines)
 
