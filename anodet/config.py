@@ -132,6 +132,10 @@ PRESETS: dict[str, ExperimentConfig] = {
                                  train=LITE_TRAIN),
 }
 
+# What anodet-train and a YAML without ``preset:`` start from: the preset with real ImageNet
+# features that install offline (the ResNets' weights cannot be downloaded everywhere).
+DEFAULT_PRESET = "rgbd_lite"
+
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
@@ -196,7 +200,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise AnodetError(f"{source}: expected a mapping at the top level")
     _check_keys(source, raw, ["preset", *_SECTIONS])
-    base_name = raw.get("preset", "rgbd_full")
+    base_name = raw.get("preset", DEFAULT_PRESET)
     base = PRESETS.get(base_name) if isinstance(base_name, str) else None
     if base is None:
         # A resolved custom config names itself; its sections must then be complete, else a

@@ -177,6 +177,19 @@ def test_cli_missing_package_is_one_line_exit_2(monkeypatch, synth_data, tmp_pat
     assert "Traceback" not in result.output
 
 
+@needs_weights
+def test_train_defaults_to_rgbd_lite_with_imagenet_weights(synth_data, tmp_path):
+    from click.testing import CliRunner
+
+    from anodet.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--data", str(synth_data), "--out", str(tmp_path / "exp"),
+                                       "--epochs", "1", "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    assert "trained rgbd_lite" in result.output and "ImageNet" in result.output
+    assert "random init" not in result.output
+
+
 @pytest.mark.parametrize("fusion,depth_stride", [("early", 1), ("late", 1), ("late", 2)])
 def test_lite_exports_as_one_graph_with_parity(fusion, depth_stride, synth_data, tmp_path):
     import onnx

@@ -10,11 +10,12 @@ from anodet.cli.command import WEIGHTS_HELP, friendly, parse_list, setup_logging
 
 
 @click.command("train")
-@click.option("--config", "config_name", default="rgbd_full", show_default=True,
-              help="preset (rgbd_full, rgb_baseline, rgbd_reduced) or a YAML file")
+@click.option("--config", "config_name", default="rgbd_lite", show_default=True,
+              help="preset (rgbd_lite, rgb_lite, rgbd_full, rgb_baseline, rgbd_reduced) or a YAML file")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="dataset folder (MVTec 3D-AD category or folder layout)")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="experiment folder")
-@click.option("--weights", default="none", show_default=True, help=WEIGHTS_HELP)
+@click.option("--weights", default="auto", show_default=True,
+              help="auto (imagenet for EfficientNet-Lite, none for ResNets), " + WEIGHTS_HELP)
 @click.option("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
 @click.option("--batch-size", type=int, help="pixel feature vectors per optimisation step")
 @click.option("--lr", type=float, help="Adam learning rate")
@@ -31,11 +32,13 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
     setup_logging(verbose)
     from anodet import config as cfgmod
     from anodet.experiment import check_experiment_dir
+    from anodet.models.backbone import resolve_weights
     from anodet.train import train
 
     cfg = cfgmod.load(config_name)
     cfg = cfgmod.with_overrides(cfg, "train", epochs=epochs, batch_size=batch_size, lr=lr)
     cfg = cfgmod.with_overrides(cfg, "data", image_size=image_size)
+    weights = resolve_weights(cfg.model.backbone, weights)
     if weights == "none":
         click.echo("weights: none -> seeded random init (no pretrained ImageNet weights)", err=True)
     check_experiment_dir(out, resume=resume, force=force)
