@@ -110,10 +110,11 @@ class ExperimentConfig:
 
 # Late fusion with a half-resolution depth pass, layer1-layer3, 16 channels per stage and modality:
 # chosen against early fusion and wider/deeper variants by benchmarks/tune_defaults.py
-# (benchmarks/README.md, "EfficientNet-Lite").
+# (benchmarks/README.md, "EfficientNet-Lite"); depth_gain 0.5 from its one-factor sweep
+# (suite lite_item5): a softer depth rendering keeps more geometry and fewer false alarms.
 LITE_MODEL = ModelConfig(backbone="efficientnet_lite0", fusion="late", depth_stride=2,
                          layers=("layer1", "layer2", "layer3"), feature_size=32, reduce_channels=16,
-                         latent_dim=64, depth_gain=1.0, blur_sigma=4.0)
+                         latent_dim=64, depth_gain=0.5, blur_sigma=4.0)
 LITE_TRAIN = TrainConfig(epochs=60)  # what the measurements used
 
 PRESETS: dict[str, ExperimentConfig] = {
