@@ -51,6 +51,9 @@ VARIANTS = {  # config-section overrides of the preset; each states its depth au
     "sigma3": {"data": {"depth_sigma": 3.0}, "train": {"depth_augment_units": []}},
     "q1mm": {"data": {"depth_sigma": 0.0}, "train": {"depth_augment_units": [0.001]}},  # D4xx default unit
     "sigma2_q1mm": {"data": {"depth_sigma": 2.0}, "train": {"depth_augment_units": [0.001]}},
+    # q1mm with the depth rendering at half the gain (issue 12 item 5's sweep favoured 0.5)
+    "q1mm_gain0.5": {"data": {"depth_sigma": 0.0}, "model": {"depth_gain": 0.5},
+                     "train": {"depth_augment_units": [0.001]}},
 }
 
 
@@ -103,7 +106,7 @@ def train_model(preset: str, variant: str, kind: str, data: Path, work: Path, a)
         return onnx_path
     over = VARIANTS[variant]
     raw = {"preset": preset, "data": {"image_size": a.size, **over.get("data", {})},
-           "train": {"epochs": a.epochs, **over.get("train", {})}}
+           "model": over.get("model", {}), "train": {"epochs": a.epochs, **over.get("train", {})}}
     cfg = cfgmod.from_dict(raw, source=f"variant {variant}")
     t0 = time.perf_counter()
     res = train(cfg, data, out, weights=a.weights)
