@@ -13,6 +13,8 @@ threshold (every pixel above 0.5). Each blur sigma of the map is calibrated on i
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -116,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             data = write_dataset(root / "data", size=args.size, n_train=60, n_val=15,
                                  n_test_per_type=args.test, seed=seed)
         cfg = cfgmod.with_overrides(cfgmod.load(args.preset), "train", epochs=args.epochs)
-        exp = root / f"exp_{args.preset}"
+        # The cached model is keyed by the resolved config: a changed preset default retrains.
+        digest = hashlib.sha256(json.dumps([cfg.to_dict(), args.weights], sort_keys=True).encode()).hexdigest()[:10]
+        exp = root / f"exp_{args.preset}_{digest}"
         ckpt = exp / "checkpoints" / "best.pt"
         if not ckpt.exists():
             ckpt = train(cfg, data, exp, weights=args.weights, device="cpu").best_checkpoint
@@ -126,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     [[r["blur_sigma"], r["rule"], f"{r['pixel_threshold']:.3f}", f"{r['image_auroc']:.3f}",
                       f"{r['pixel_precision']:.3f}", f"{r['pixel_recall']:.3f}", f"{r['pixel_iou']:.3f}",
                       f"{100 * r['pixel_false_positive_rate']:.3f} %"] for r in rows]))
-    path = write_result(f"pixel_threshold_{args.preset}", {"settings": vars(args), "seeds": results})
+    path = write_result(f"pixel_threshold_{args.preset}", {"settings": vars(args), "config": cfg.to_dict(),
+                                                          "seeds": results})
     print(f"\nwrote {path}")
     return 0
 
