@@ -5,7 +5,7 @@ scripts/tiny_export.py, random init, at --size px). ``--preset rgbd_lite --weigh
 trains that preset instead (EfficientNet-Lite0 with ImageNet weights) on an ``anodet-synth``
 dataset (60 train, 15 val, --test per type, seed 0). Either is exported to ONNX (dynamic batch),
 then to each format; each ``--int8`` spec adds one INT8 row made by its exporter with
---accept-drop, so every row is measured. Batch-1 latency is timed in blocks per row, several
+--accept-drop, so every row is measured. Latency (batch 1, or ``--batch``, per frame) is timed in blocks per row, several
 rounds in alternating order (see ``blocked``), so load from other jobs on the shared cores hits
 all rows alike; image AUROC, false alarms and defect recall come from the test split.
 
@@ -118,6 +118,7 @@ def main() -> None:
                     "(default: ort:stem and ov:stem)")
     ap.add_argument("--fold-pad", action="store_true", help="measure every row on the model with its Pad nodes "
                     "folded into the convolutions (benchmarks/_fold_pad.py)")
+    ap.add_argument("--batch", type=int, default=1, help="frames per timed call (rows report ms per frame)")
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=3, help="untimed calls at the start of each block")
     ap.add_argument("--rounds", type=int, default=4, help="blocks per row, in alternating row order")
@@ -155,7 +156,7 @@ def main() -> None:
     ds = discover(data, need_depth=info.needs_depth)
     labels = np.array([s.label for s in ds.test])
     rgb, depth = load_arrays(ds.test, info.preprocess, need_depth=info.needs_depth, desc="test images")
-    one = (rgb[:1], None if depth is None else depth[:1])
+    one = (rgb[:args.batch], None if depth is None else depth[:args.batch])
     load_before = os.getloadavg()  # other jobs on the shared cores, reported with the table
     times = blocked({k: (lambda b=b: b.predict(*one)) for k, b in backends.items()},
                     warmup=args.warmup, runs=args.runs, rounds=args.rounds)
@@ -171,12 +172,13 @@ def main() -> None:
                                       precision="fp32")
         print(f"folded vs shipped FP32 graph (ONNX Runtime, 16 test images): {fold_parity.describe()}")
     ref = scores["ort-fp32"]
-    ref_auroc, p50 = image_auroc(labels, ref), {k: summarize(t)["p50_ms"] for k, t in times.items()}
-    header = ["row", "p50 ms", "p95 ms", "vs ort-fp32", "vs own fp32", "image AUROC", "drop vs ort-fp32 ± sd",
+    per_frame = {k: summarize(t, args.batch) for k, t in times.items()}
+    ref_auroc, p50 = image_auroc(labels, ref), {k: v["p50_ms_per_frame"] for k, v in per_frame.items()}
+    header = ["row", "p50 ms/frame", "p95 ms/frame", "vs ort-fp32", "vs own fp32", "image AUROC", "drop vs ort-fp32 ± sd",
               "good flagged", "defect recall", "max abs score diff (16 images)"]
     rows, result_rows = [], {}
     for name, out in outputs.items():
-        stats, score = summarize(times[name]), scores[name]
+        stats, score = per_frame[name], scores[name]
         auroc = image_auroc(labels, score)
         parity = compare_outputs(outputs["ort-fp32"], out, precision="fp16" if name != "ort-fp32" else "fp32")
         sd = paired_drop_sd(labels, ref, score) if name != "ort-fp32" else 0.0
@@ -184,10 +186,11 @@ def main() -> None:
                "good_flagged": float(np.mean(score[labels == 0] > DECISION_THRESHOLD)),
                "defect_recall": float(np.mean(score[labels == 1] > DECISION_THRESHOLD)),
                "max_abs_score_diff_vs_ort_fp32_16_images": parity.max_abs_score,
-               "speedup_vs_ort_fp32": p50["ort-fp32"] / stats["p50_ms"],
-               "speedup_vs_own_fp32": p50["ort-fp32" if name.startswith("ort") else "ov-fp32"] / stats["p50_ms"]}
+               "speedup_vs_ort_fp32": p50["ort-fp32"] / stats["p50_ms_per_frame"],
+               "speedup_vs_own_fp32": p50["ort-fp32" if name.startswith("ort") else "ov-fp32"]
+               / stats["p50_ms_per_frame"]}
         result_rows[name] = row
-        rows.append([name, row["p50_ms"], row["p95_ms"], f"{row['speedup_vs_ort_fp32']:.2f}x",
+        rows.append([name, row["p50_ms_per_frame"], row["p95_ms_per_frame"], f"{row['speedup_vs_ort_fp32']:.2f}x",
                      f"{row['speedup_vs_own_fp32']:.2f}x", f"{auroc:.4f}", f"{row['auroc_drop']:+.4f} ± {sd:.4f}",
                      f"{row['good_flagged']:.1%}", f"{row['defect_recall']:.1%}", f"{parity.max_abs_score:.1e}"])
     text = table(header, rows)
@@ -196,7 +199,7 @@ def main() -> None:
     model_desc = (f"{args.preset}, weights {args.weights}" if args.preset else "tiny ResNet-18 rgbd (see TINY)")
     path = write_result(args.name, {
         "settings": {"size": args.size, "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-                     "threads": args.threads, "batch": 1, "test_images": len(labels), "model": model_desc,
+                     "threads": args.threads, "batch": args.batch, "test_images": len(labels), "model": model_desc,
                      "int8": args.int8 or ["ort:stem", "ov:stem"], "command": " ".join(sys.argv), "load_average": load,
                      "fold_pad_parity": None if fold_parity is None else fold_parity.describe()},
         "rows": result_rows, "int8_export_guard": {name: guard for name, _, guard in int8}, "table": text})
