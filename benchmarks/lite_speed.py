@@ -24,7 +24,6 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import torch
-from torch import nn
 
 from anodet import config as cfgmod
 from anodet.bench.stages import stage_macs
@@ -32,28 +31,16 @@ from anodet.bench.timing import percentile, time_ms
 from anodet.export.onnx import ExportGraph, drop_empty_pad_values
 from anodet.models.backbone import resolve_weights
 from anodet.models.detector import build_detector
-
-
-def _timm_padding(det: nn.Module) -> None:
-    """Put timm's dynamic-padding ``Conv2dSame`` back in place of anodet's ``SameConv2d``."""
-    from timm.layers import Conv2dSame
-
-    from anodet.models.efficientnet_lite import SameConv2d
-
-    for parent in list(det.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, SameConv2d):
-                conv = Conv2dSame(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
-                                  child.dilation, child.groups, child.bias is not None)
-                conv.load_state_dict(child.state_dict())
-                setattr(parent, name, conv)
+from anodet.models.efficientnet_lite import SameConv2d, replace_convs
 
 
 def export(preset: str, path: Path, size: int, overrides: dict | None = None, dynamic_pad: bool = False) -> dict:
     cfg = cfgmod.from_dict({"preset": preset, "data": {"image_size": size}, **(overrides or {})})
     det = build_detector(cfg, weights=resolve_weights(cfg.model.backbone, "auto"))
-    if dynamic_pad:
-        _timm_padding(det)
+    if dynamic_pad:  # timm's shape-computed padding back in place of anodet's constant one
+        from timm.layers import Conv2dSame
+
+        replace_convs(det, SameConv2d, Conv2dSame)
     rgb = torch.zeros(1, size, size, 3, dtype=torch.uint8)
     depth = torch.full((1, size, size), 0.5) if cfg.model.in_channels == 4 else None
     args = (rgb, depth) if depth is not None else (rgb,)

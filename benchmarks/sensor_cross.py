@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
-from anodet import config as cfgmod  # noqa: E402
-from anodet.data.sensor import depth_to_xyz, quantise  # noqa: E402
-from anodet.data.synthetic import TEST_TYPES, write_dataset  # noqa: E402
-from anodet.evaluation.metrics import image_auroc  # noqa: E402
-from anodet.preprocess import load_depth, load_rgb  # noqa: E402
+from anodet import config as cfgmod
+from anodet.data.sensor import depth_to_xyz, quantise
+from anodet.data.synthetic import TEST_TYPES, write_dataset
+from anodet.evaluation.metrics import image_auroc
+from anodet.preprocess import load_depth, load_rgb
+
+log = logging.getLogger("sensor_cross")
 
 CASES = {  # train data -> (test frames of which data, streamed as a z16 recording or a folder)
     "ideal_to_z16": ("ideal", "ideal", "z16"),
@@ -110,7 +112,7 @@ def train_model(preset: str, variant: str, kind: str, data: Path, work: Path, a)
     cfg = cfgmod.from_dict(raw, source=f"variant {variant}")
     t0 = time.perf_counter()
     res = train(cfg, data, out, weights=a.weights)
-    logging.info("trained %s in %.0f s (%d epochs)", out.name, time.perf_counter() - t0, res.epochs_run)
+    log.info("trained %s in %.0f s (%d epochs)", out.name, time.perf_counter() - t0, res.epochs_run)
     export_onnx(res.best_checkpoint, onnx_path, force=True)
     return onnx_path
 
@@ -181,7 +183,7 @@ def main() -> None:
                 settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
                 row = {"preset": preset, "variant": variant, "case": case, "overrides": VARIANTS[variant],
                        "settings": settings, **got}
-                logging.info("%s", json.dumps(row))
+                log.info("%s", json.dumps(row))
                 rows = merge_row(row)
     header = ["preset", "variant", "case", "good flagged %", "defective flagged %", "image AUROC", "frames"]
     print(C.table(header, [[r["preset"], r["variant"], r["case"], 100 * r["good_flagged"], 100 * r["defect_flagged"],

@@ -201,7 +201,7 @@ def test_threshold_refit_sees_the_depth_copies_training_calibrated_on(synth_data
     cal = info.calibration
     ds = discover(synth_data, val_fraction=cal.val_fraction, seed=cal.seed)
     model = onnx.load(str(tmp_path / "m.onnx"))
-    new_info, recal = refit_int8(model, info, ds.val, quantizer="none")
+    _, recal = refit_int8(model, info, ds.val, quantizer="none")
     assert recal.images == 2 * len(ds.val)
     assert recal.raw_threshold == pytest.approx(info.raw_threshold, rel=1e-3)
     assert recal.pixel_raw_threshold == pytest.approx(info.pixel_raw_threshold, rel=1e-3)

@@ -9,7 +9,14 @@ from click.testing import CliRunner
 from anodet.cli import synth_cmd
 from anodet.data.arrays import load_arrays
 from anodet.data.samples import discover
-from anodet.data.sensor import SENSORS, focal_length, quantise, requantise, sensor_depth, stereo_shadow
+from anodet.data.sensor import (
+    SENSORS,
+    focal_length,
+    quantise,
+    requantise,
+    sensor_depth,
+    stereo_shadow,
+)
 from anodet.data.synthetic import make_frame, write_dataset
 from anodet.errors import AnodetError
 from anodet.preprocess import PreprocessSpec, load_depth

@@ -69,15 +69,17 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads))
 
 
-def _freeze_same_padding(net: nn.Module) -> None:
-    """Swap every timm ``Conv2dSame`` of ``net`` for a :class:`SameConv2d` (in place)."""
-    from timm.layers import Conv2dSame
+def replace_convs(net: nn.Module, old: type[nn.Conv2d], new: type[nn.Conv2d]) -> None:
+    """Swap every ``old`` convolution of ``net`` for a ``new`` one with the same weights (in place).
 
+    Both classes take ``nn.Conv2d``'s arguments and hold its parameters (timm's ``Conv2dSame``
+    and :class:`SameConv2d` do), so state dicts keep their names.
+    """
     for parent in list(net.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, Conv2dSame):
-                conv = SameConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
-                                  child.dilation, child.groups, child.bias is not None)
+            if isinstance(child, old):
+                conv = new(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
+                           child.dilation, child.groups, child.bias is not None)
                 conv.load_state_dict(child.state_dict())
                 setattr(parent, child_name, conv)
 
@@ -88,8 +90,10 @@ def create_network(name: str) -> nn.Module:
         import timm
     except ImportError:
         raise AnodetError(f"backbone {name} needs timm: pip install 'anodet[train]' (or pip install timm)") from None
+    from timm.layers import Conv2dSame
+
     net = timm.create_model(f"tf_{name}", pretrained=False)
-    _freeze_same_padding(net)
+    replace_convs(net, Conv2dSame, SameConv2d)
     return net
 
 
