@@ -180,7 +180,10 @@ def test_playback_under_cpu_load_judges_every_frame_every_time(tmp_path, fake_mo
             events = tmp_path / f"events{rep}.jsonl"
             summary = run(fake_model_path, str(path), events=events, stats_every=0)
             names = [json.loads(x)["name"] for x in events.read_text().splitlines()]
-            assert names == [f"frame {i}" for i in range(30)], f"repetition {rep}"
+            # Every frame exactly once. Not necessarily in order: when the SDK ends a pass early
+            # (it skipped frame 0 once in CI), the replay judges the missing sets after the rest.
+            assert sorted(names, key=lambda n: int(n.split()[-1])) == [f"frame {i}" for i in range(30)], \
+                f"repetition {rep}: {names}"
             assert (summary.frames, summary.lost, summary.skipped) == (30, 0, 0)
     finally:
         burner.kill()
