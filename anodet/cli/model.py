@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from anodet.cli.command import WEIGHTS_HELP, friendly, parse_list, setup_logging
+from anodet.config import DEFAULT_PRESET, PRESETS
 
 
 @click.command("train")
-@click.option("--config", "config_name", default="rgbd_lite", show_default=True,
-              help="preset (rgbd_lite, rgb_lite, rgbd_full, rgb_baseline, rgbd_reduced) or a YAML file")
+@click.option("--config", "config_name", default=DEFAULT_PRESET, show_default=True,
+              help=f"preset ({', '.join(PRESETS)}) or a YAML file")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="dataset folder (MVTec 3D-AD category or folder layout)")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="experiment folder")
 @click.option("--weights", default="auto", show_default=True,
