@@ -14,13 +14,13 @@ THRESHOLD_METHODS = ("image_quantile", "pixel_quantile")
 
 
 def error_stats(err: np.ndarray, method: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Normal images' squared error N x 1 x h x w -> per-position (mean, std), each 1 x 1 x h x w.
+    """Normal images' squared error N x G x h x w -> per-position (mean, std), each 1 x G x h x w.
 
     Normal variability is not uniform over the part: edges, holes and printing are
     reconstructed worse than flat metal in every image. Dividing the error by its spread at
     each position keeps those places from setting every image's maximum. The median spread
     is added in quadrature so positions seen to vary little on a few images are not
-    amplified without bound. ``zscore`` also subtracts the per-position mean. ``None`` means
+    amplified without bound (the median of each map group G, a modality, separately). ``zscore`` also subtracts the per-position mean. ``None`` means
     "leave as it is" (identity: mean 0, std 1).
     """
     if method not in ERROR_NORMS:
@@ -29,7 +29,7 @@ def error_stats(err: np.ndarray, method: str) -> tuple[np.ndarray | None, np.nda
         return None, None
     err = np.asarray(err, dtype=np.float64)
     sd = err.std(axis=0, ddof=1, keepdims=True) if err.shape[0] > 1 else np.zeros_like(err[:1])
-    std = np.sqrt(sd**2 + np.median(sd) ** 2)
+    std = np.sqrt(sd**2 + np.median(sd, axis=(0, 2, 3), keepdims=True) ** 2)
     std = np.where(std > 0, std, 1.0)  # a constant error (one image, or none varying) leaves it alone
     mean = err.mean(axis=0, keepdims=True) if method == "zscore" else None
     return (None if mean is None else mean.astype(np.float32)), std.astype(np.float32)

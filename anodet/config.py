@@ -24,6 +24,7 @@ BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2",
              "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 FUSIONS = ("early", "late")  # RGB-D: 4-channel stem | separate RGB and depth passes
 REDUCTIONS = ("pca", "orthogonal", "group")
+SCORE_FUSIONS = ("joint", "max", "sum")  # as anodet.models.scoring (config stays torch-free)
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,15 @@ class DataConfig:
     fill_holes: bool = True  # fill missing depth from the nearest valid pixel
     remove_plane: bool = False  # fit a plane on the border and flatten tilt
     depth_sigma: float = 0.0  # Gaussian low-pass of depth before the backbone (model px); 0 = off
+    depth_relief_sigma: float = 0.0  # feed the local relief: depth minus a Gaussian fit of this sigma (model px)
     val_fraction: float = 0.2  # share of train split held out when no validation split exists
 
     @property
     def preprocess(self) -> PreprocessSpec:
         """The part of this config applied to frames before the graph (training and runtime)."""
         return PreprocessSpec(image_size=self.image_size, fill_holes=self.fill_holes,
-                              remove_plane=self.remove_plane, depth_sigma=self.depth_sigma)
+                              remove_plane=self.remove_plane, depth_sigma=self.depth_sigma,
+                              depth_relief_sigma=self.depth_relief_sigma)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class ModelConfig:
     smooth_kernel: int = 3  # mean filter on the aligned map (reflection padded); 1 = off
     latent_dim: int = 128  # autoencoder bottleneck d (DFR: C -> (C+2d)/2 -> 2d -> d)
     blur_sigma: float = 4.0  # Gaussian blur of the full-size map before the max, pixels
+    score_fusion: str = "joint"  # late fusion: joint (one error over all channels) | max | sum of
+    # per-modality error maps, each standardised on normal images (anodet.models.scoring)
     mask_peak_share: float = 0.5  # mask: above the pixel threshold and this share of the way to the
     # frame's peak (0 = the pixel threshold alone). The map is a blurred copy of the defect, so a
     # half-maximum contour follows its extent (benchmarks/pixel_threshold.py).
@@ -163,6 +168,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"model.layers must be a subset of {', '.join(LAYERS)}, got {m.layers}")
     if list(m.layers) != sorted(m.layers):
         raise AnodetError(f"model.layers must be in network order, got {m.layers}")
+    if m.score_fusion not in SCORE_FUSIONS:
+        raise AnodetError(f"unknown score_fusion {m.score_fusion!r}; valid: {', '.join(SCORE_FUSIONS)}")
+    if m.score_fusion != "joint" and not (m.in_channels == 4 and m.fusion == "late"):
+        raise AnodetError(f"model.score_fusion {m.score_fusion!r} needs separate modality passes "
+                          "(in_channels 4 and fusion late); use joint")
     if m.reduction not in REDUCTIONS:
         raise AnodetError(f"unknown reduction {m.reduction!r}; valid: {', '.join(REDUCTIONS)}")
     if t.threshold_method not in THRESHOLD_METHODS:
@@ -175,6 +185,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
     if not d.depth_sigma >= 0:
         raise AnodetError(f"data.depth_sigma must be >= 0 (0 = no smoothing), got {d.depth_sigma}")
+    if not d.depth_relief_sigma >= 0:
+        raise AnodetError(f"data.depth_relief_sigma must be >= 0 (0 = raw depth), got {d.depth_relief_sigma}")
     if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:
         raise AnodetError("model.feature_size >= 2, latent_dim >= 1 and smooth_kernel >= 1 required")
     if m.bn_recalibration < 0 or m.depth_gain <= 0:

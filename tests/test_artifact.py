@@ -45,6 +45,9 @@ def test_metadata_round_trip_and_schema():
         info_from_json(json.dumps({k: v for k, v in raw.items() if k != "schema"}), "m.onnx")
     with pytest.raises(AnodetError, match="incomplete"):
         info_from_json(json.dumps({k: v for k, v in raw.items() if k != "calibration"}), "m.onnx")
+    # schema 3 had no local relief: it reads as relief off, which is what such a model ran
+    old = {**raw, "schema": 3, "preprocess": {k: v for k, v in raw["preprocess"].items() if k != "depth_relief_sigma"}}
+    assert info_from_json(json.dumps(old)).preprocess.depth_relief_sigma == 0.0
     with pytest.raises(AnodetError, match="not an anodet export"):
         info_from_json("[1, 2]", "m.onnx")
 

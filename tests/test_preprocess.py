@@ -261,3 +261,31 @@ def test_prepare_frame_smoothing_scales_sigma_to_the_frame():
 def test_spec_without_depth_sigma_loads_as_before():
     old = {"image_size": 64, "fill_holes": True, "remove_plane": False}  # an older artifact
     assert PreprocessSpec.from_dict(old).depth_sigma == 0.0
+
+
+def test_local_relief_removes_pose_and_keeps_a_dent():
+    from anodet.preprocess import local_relief
+
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    tilted = 0.5 + 0.0001 * xx + 0.00005 * yy  # 2.5 cm across the frame
+    dent = 0.002 * np.clip(1 - ((xx - 128) ** 2 + (yy - 128) ** 2) / 6**2, 0, 1) ** 2
+    depth = (tilted + dent).astype(np.float32)
+    depth[5, 5] = 0.0  # a hole stays a hole and pulls nothing
+    rel = local_relief(depth, 16.0)
+    assert rel[5, 5] == 0.0 and (rel[depth > 0] > 0).all()
+    # Away from the image border (where reflection bends a ramp) the tilt is gone ...
+    inner, near = rel[64:192, 64:192], np.hypot(xx[64:192, 64:192] - 128, yy[64:192, 64:192] - 128)
+    inner = inner - np.median(inner)
+    assert np.abs(inner[near > 40]).max() < 3e-5
+    assert inner[64, 64] > 0.0015  # ... and most of the 2 mm dent stays
+
+
+def test_prepare_frame_relief_scales_sigma_to_the_frame():
+    _yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    depth = (0.5 + 0.0001 * xx + 0.001 * np.sin(xx / 9.0)).astype(np.float32)
+    rgb = np.zeros((256, 256, 3), np.uint8)
+    spec = PreprocessSpec(image_size=64, depth_relief_sigma=4.0)
+    _, big = prepare_frame(rgb, depth, spec)
+    _, small = prepare_frame(rgb[::4, ::4].copy(), depth[::4, ::4].copy(), spec)
+    assert np.abs((big - big.mean()) - (small - small.mean()))[8:-8, 8:-8].max() < 2e-4
+    assert PreprocessSpec.from_dict({"image_size": 64}).depth_relief_sigma == 0.0

@@ -21,7 +21,9 @@ OUTPUT_MASK = "mask"
 OUTPUTS = (OUTPUT_SCORE, OUTPUT_MAP, OUTPUT_MASK)
 METADATA_KEY = "anodet"
 FORMAT = "anodet-onnx/1"
-SCHEMA_VERSION = 3  # bump when a reader of the old schema would misread the new one
+SCHEMA_VERSION = 4  # bump when a reader of the old schema would misread the new one
+# 4 added preprocess.depth_relief_sigma; a schema-3 artifact is read as relief off, which it ran with.
+OLDEST_SCHEMA = 3
 DECISION_THRESHOLD = 0.5  # scores are normalised so that the calibrated threshold maps here
 ENGINE_SUFFIXES = (".engine", ".plan")
 SIDECAR_FORMAT = "anodet-engine/1"
@@ -122,10 +124,10 @@ def info_from_json(text: str, source: str = "model") -> ModelInfo:
             f"{source} was written by anodet {raw.get('version', '?')} with artifact schema {schema}; "
             f"this anodet reads schema {SCHEMA_VERSION} and older: upgrade anodet"
         )
-    if schema < SCHEMA_VERSION:
+    if schema < OLDEST_SCHEMA:
         raise AnodetError(
             f"{source} uses artifact schema {schema} (anodet {raw.get('version', '?')}); this anodet "
-            f"writes schema {SCHEMA_VERSION}: export it again with `anodet-export onnx`"
+            f"reads schema {OLDEST_SCHEMA} to {SCHEMA_VERSION}: export it again with `anodet-export onnx`"
         )
     try:
         return ModelInfo(

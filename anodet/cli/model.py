@@ -95,16 +95,31 @@ def format_metrics(res: dict) -> str:
 @click.option("--val", "n_val", default=15, show_default=True, help="validation images")
 @click.option("--test", "n_test", default=10, show_default=True, help="test images per type")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--sensor", default="ideal", show_default=True,
-              help="depth camera modelled: ideal (float depth), d435 or d405 (noise, z16 steps, holes)")
+@click.option("--difficulty", type=click.Choice(["standard", "hard"]), default="standard", show_default=True,
+              help="standard: the widget (colour, geometry, crack); hard: a rotated brushed bracket with "
+                   "shallow dents, thin scratches and chips on D435 depth")
+@click.option("--sensor", default=None,
+              help="depth camera modelled: ideal (float depth), d435 or d405 (noise, z16 steps, holes); "
+                   "default ideal (standard) or d435 (hard)")
+@click.option("--dent-depth", metavar="MIN,MAX", help="hard: dent depth range, mm [1,3]")
+@click.option("--scratch-contrast", metavar="MIN,MAX", help="hard: scratch albedo change range [0.1,0.2]")
+@click.option("--scratch-width", type=float, help="hard: scratch width, px at 256 [1]")
+@click.option("--chip-size", metavar="MIN,MAX", help="hard: chip radius range, px at 256 [4,8]")
+@click.option("--rotation", type=float, help="hard: in-plane rotation of the part, +- degrees [15]")
 @click.option("--force", is_flag=True, help="replace an earlier synthetic dataset in OUT")
 @friendly
-def synth_cmd(out, size, n_train, n_val, n_test, seed, sensor, force):
+def synth_cmd(out, size, n_train, n_val, n_test, seed, difficulty, sensor, dent_depth, scratch_contrast,
+              scratch_width, chip_size, rotation, force):
     """Write a synthetic RGB-D dataset (MVTec 3D-AD layout) to OUT."""
+    from anodet.data.hard_parts import hard_params
     from anodet.data.synthetic import write_dataset
 
+    hard = hard_params(dent_depth_mm=dent_depth, scratch_contrast=scratch_contrast, scratch_width_px=scratch_width,
+                       chip_radius_px=chip_size, rotation_deg=rotation)
+    if hard is not None and difficulty != "hard":
+        raise click.UsageError("--dent-depth, --scratch-*, --chip-size and --rotation need --difficulty hard")
     root = write_dataset(out, size=size, n_train=n_train, n_val=n_val, n_test_per_type=n_test, seed=seed,
-                         sensor=sensor, replace=force)
+                         sensor=sensor, replace=force, difficulty=difficulty, hard=hard)
     click.echo(f"synthetic dataset written to {root}")
 
 

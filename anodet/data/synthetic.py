@@ -27,26 +27,22 @@ import numpy as np
 import tifffile
 
 from anodet.data import sensor as sensors
+from anodet.data.hard_parts import HARD_DEFECT_TYPES, HARD_SENSOR, HardParams, make_hard_frame
+from anodet.data.shapes import ellipse, polyline, ramp, smooth_noise
 from anodet.errors import AnodetError
 from anodet.runtime.outputs import check_output_dir
 
 DEFECT_TYPES = ("colour", "geometry", "crack")
 TEST_TYPES = ("good", *DEFECT_TYPES)
+DIFFICULTIES = ("standard", "hard")
 PLANE_Z = 0.5  # metres from camera to the work surface at the image centre
 PART_HEIGHT = 0.02  # metres
 _MARKER = "anodet_synthetic.json"
 _LIGHT = np.array([-0.35, -0.45, 0.82]) / np.linalg.norm([-0.35, -0.45, 0.82])
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Unit-variance Gaussian-blurred white noise (float32)."""
-    n = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), max(sigma, 0.5))
-    return n / (n.std() + 1e-8)
 
 
-def _ramp(x: np.ndarray) -> np.ndarray:
-    """Smooth 0..1 profile for bevels (sine ease, clipped)."""
-    return np.sin(np.clip(x, 0.0, 1.0) * np.pi / 2)
 
 
 @lru_cache(maxsize=8)
@@ -65,14 +61,14 @@ def _part(size: int) -> dict[str, np.ndarray]:
     qx, qy = np.abs(px) - (a - r), np.abs(py) - (b - r)
     sdf = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - r
     alpha = np.clip(0.5 - sdf * s, 0, 1)  # anti-aliased footprint
-    height = PART_HEIGHT * _ramp(-sdf / 0.035)
+    height = PART_HEIGHT * ramp(-sdf / 0.035)
     boss = np.hypot(px + 0.15, py)
-    height += 0.004 * _ramp((0.10 - boss) / 0.012)
+    height += 0.004 * ramp((0.10 - boss) / 0.012)
     holes = np.ones_like(px)
     for hx in (0.07, 0.16, 0.25):
         for hy in (-0.10, 0.10):
             holes = np.minimum(holes, np.hypot(px - hx, py - hy) / 0.03)
-    height -= 0.006 * _ramp((1 - holes) * 4)  # steep-walled holes, 6 mm deep
+    height -= 0.006 * ramp((1 - holes) * 4)  # steep-walled holes, 6 mm deep
     # Albedo: brushed metal, a slightly brighter boss, printed ring and barcode.
     streak = cv2.blur(rng.standard_normal((s, s)).astype(np.float32), (max(3, s // 8), 1))
     streak /= streak.std() + 1e-8
@@ -87,7 +83,7 @@ def _part(size: int) -> dict[str, np.ndarray]:
     # Ambient occlusion: recesses look darker, independent of the light direction.
     recess = cv2.GaussianBlur(height, (0, 0), s * 0.01) - height
     albedo *= (1 - 0.5 * np.clip(recess / 0.004, 0, 1))[..., None]
-    blotches = 1 + 0.08 * _smooth_noise(rng, (s, s), s * 0.03)
+    blotches = 1 + 0.08 * smooth_noise(rng, (s, s), s * 0.03)
     bg = np.array([0.30, 0.33, 0.30], np.float32) * blotches[..., None]
     # Defects are placed well inside the top face (away from the bevel).
     interior = sdf < -0.06
@@ -102,24 +98,8 @@ def _part(size: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _ellipse(s: int, centre: np.ndarray, radii: np.ndarray, angle: float) -> np.ndarray:
-    """Normalised elliptical distance (1 on the ellipse) around ``centre`` (pixels)."""
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    dx, dy = xx - centre[0], yy - centre[1]
-    ca, sa = np.cos(angle), np.sin(angle)
-    u, v = ca * dx + sa * dy, -sa * dx + ca * dy
-    return np.sqrt((u / radii[0]) ** 2 + (v / radii[1]) ** 2)
 
 
-def _polyline(rng: np.random.Generator, start: np.ndarray, steps: int, step: float,
-              turn: float) -> np.ndarray:
-    """A random walk from ``start``: int32 points for cv2.polylines."""
-    angle, pts = rng.uniform(0, 2 * np.pi), [start.astype(np.float64)]
-    for _ in range(steps):
-        angle += rng.uniform(-turn, turn)
-        direction = np.array([np.cos(angle), np.sin(angle)])
-        pts.append(pts[-1] + step * rng.uniform(0.6, 1.4) * direction)
-    return np.round(np.array(pts)).astype(np.int32)
 
 
 def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, top: np.ndarray):
@@ -135,8 +115,8 @@ def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, t
     i = rng.integers(len(xs))
     centre = np.array([xs[i], ys[i]], np.float64)
     if kind == "colour" and rng.random() < 0.6:  # stain: irregular soft blob
-        e = _ellipse(s, centre, rng.uniform(8, 22, 2) * k, rng.uniform(0, np.pi))
-        e = e + 0.3 * _smooth_noise(rng, (s, s), 4 * k)
+        e = ellipse(s, centre, rng.uniform(8, 22, 2) * k, rng.uniform(0, np.pi))
+        e = e + 0.3 * smooth_noise(rng, (s, s), 4 * k)
         strength = rng.uniform(0.45, 0.8)
         alpha = np.clip((1 - e) / 0.3, 0, 1) * strength
         palette = [(0.55, 0.30, 0.12), (0.16, 0.15, 0.13), (0.95, 0.93, 0.85), (0.35, 0.55, 0.40)]
@@ -144,7 +124,7 @@ def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, t
         mask = alpha >= 0.3
     elif kind == "colour":  # marker-pen scribble
         ink = np.zeros((s, s), np.uint8)
-        pts = _polyline(rng, centre, int(rng.integers(2, 5)), 10 * k, 1.2)
+        pts = polyline(rng, centre, int(rng.integers(2, 5)), 10 * k, 1.2)
         cv2.polylines(ink, [pts], False, 255, max(1, round(rng.uniform(4, 8) * k)))
         alpha = cv2.GaussianBlur(ink.astype(np.float32) / 255, (0, 0), 0.6) * 0.9
         palette = [(0.75, 0.10, 0.10), (0.10, 0.20, 0.70), (0.05, 0.05, 0.05)]
@@ -153,7 +133,7 @@ def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, t
     elif kind == "geometry":  # one or two dents / bumps with a smooth profile
         for j in range(int(rng.integers(1, 3))):
             c = centre if j == 0 else centre + rng.uniform(-20, 20, 2) * k
-            e = _ellipse(s, c, rng.uniform(10, 24, 2) * k, rng.uniform(0, np.pi))
+            e = ellipse(s, c, rng.uniform(10, 24, 2) * k, rng.uniform(0, np.pi))
             w = np.clip(1 - e, 0, 1) ** 2
             amp = rng.uniform(0.0025, 0.006) * (-1 if rng.random() < 0.7 else 1)
             dh += amp * w
@@ -162,14 +142,14 @@ def _defect(rng: np.random.Generator, s: int, kind: str, interior: np.ndarray, t
         ink = np.zeros((s, s), np.uint8)
         if rng.random() < 0.7:  # crack: thin branching random walk
             thick = max(1, round(rng.uniform(2.5, 5) * k))
-            pts = _polyline(rng, centre, int(rng.integers(5, 9)), 7 * k, 0.9)
+            pts = polyline(rng, centre, int(rng.integers(5, 9)), 7 * k, 0.9)
             cv2.polylines(ink, [pts], False, 255, thick)
             b = pts[int(rng.integers(1, len(pts)))]
-            cv2.polylines(ink, [_polyline(rng, b, 2, 6 * k, 0.9)], False, 255, max(1, thick - 1))
+            cv2.polylines(ink, [polyline(rng, b, 2, 6 * k, 0.9)], False, 255, max(1, thick - 1))
             depth = rng.uniform(0.002, 0.005)
         else:  # broken-out hole with a ragged rim
-            e = _ellipse(s, centre, rng.uniform(6, 13, 2) * k, rng.uniform(0, np.pi))
-            ink[(e + 0.25 * _smooth_noise(rng, (s, s), 2 * k)) < 1] = 255
+            e = ellipse(s, centre, rng.uniform(6, 13, 2) * k, rng.uniform(0, np.pi))
+            ink[(e + 0.25 * smooth_noise(rng, (s, s), 2 * k)) < 1] = 255
             depth = rng.uniform(0.004, 0.008)
         soft = cv2.GaussianBlur(ink.astype(np.float32) / 255, (0, 0), 0.7)
         dh = -depth * soft
@@ -254,9 +234,13 @@ def make_frame(rng: np.random.Generator, size: int = 256, defect: str | None = N
 
 
 def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val: int = 15,
-                  n_test_per_type: int = 10, seed: int = 0, category: str = "widget",
-                  sensor: str = "ideal", replace: bool = True) -> Path:
+                  n_test_per_type: int = 10, seed: int = 0, category: str | None = None,
+                  sensor: str | None = None, replace: bool = True, difficulty: str = "standard",
+                  hard: HardParams | None = None) -> Path:
     """Write a synthetic category in MVTec 3D-AD layout under ``out/<category>``; return it.
+
+    ``difficulty``: ``standard`` (the widget, defects of DEFECT_TYPES, ideal depth by default) or
+    ``hard`` (the bracket of anodet.data.hard_parts with ``hard`` parameters, D435 depth by default).
 
     rgb PNG, xyz float32 TIFF (metres, missing points all zero), gt PNG 0/255 for every test
     image (all zero for good ones). A previous synthetic set at that place is replaced (refused
@@ -265,8 +249,22 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
     """
     if n_train < 1 or n_val < 0 or n_test_per_type < 0:
         raise AnodetError("n_train >= 1, n_val >= 0 and n_test_per_type >= 0 required")
+    if difficulty not in DIFFICULTIES:
+        raise AnodetError(f"unknown difficulty {difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
+    if difficulty == "hard":
+        hard = (hard or HardParams()).check()
+        sensor = sensor or HARD_SENSOR
+        types = ("good", *HARD_DEFECT_TYPES)
+
+        def render(rng, kind):
+            return make_hard_frame(rng, size, kind, sensor, hard)
+    else:
+        sensor, types = sensor or "ideal", TEST_TYPES
+
+        def render(rng, kind):
+            return make_frame(rng, size, kind, sensor)
     sensors.check_sensor(sensor)
-    root = Path(out) / category
+    root = Path(out) / (category or ("bracket" if difficulty == "hard" else "widget"))
     check_output_dir(root, "dataset folder")  # OUT a file or read-only: one line before any work
     if root.exists() and any(root.iterdir()):
         marked = (root / _MARKER).is_file()
@@ -275,7 +273,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
                               "replace it" if marked else "other files (not a synthetic dataset); choose another OUT"))
         shutil.rmtree(root)
     jobs = [("train", "good", n_train), ("validation", "good", n_val)]
-    jobs += [("test", t, n_test_per_type) for t in TEST_TYPES]
+    jobs += [("test", t, n_test_per_type) for t in types]
     for job, (split, kind, n) in enumerate(jobs):
         if n == 0:
             continue
@@ -285,7 +283,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
         for i in range(n):
             # One seed per image: any image can be regenerated alone, counts don't shift others.
             rng = np.random.default_rng([seed, job, i])
-            rgb, depth, mask = make_frame(rng, size, None if kind == "good" else kind, sensor)
+            rgb, depth, mask = render(rng, None if kind == "good" else kind)
             name = f"{i:03d}"
             cv2.imwrite(str(folder / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             # One page, 3 samples per pixel, as MVTec's files (tifffile's default will change).
@@ -294,6 +292,7 @@ def write_dataset(out: str | Path, *, size: int = 256, n_train: int = 60, n_val:
             if split == "test":
                 cv2.imwrite(str(folder / "gt" / f"{name}.png"), mask.astype(np.uint8) * 255)
     params = {"size": size, "n_train": n_train, "n_val": n_val,
-              "n_test_per_type": n_test_per_type, "seed": seed, "test_types": list(TEST_TYPES), "sensor": sensor}
+              "n_test_per_type": n_test_per_type, "seed": seed, "test_types": list(types), "sensor": sensor,
+              "difficulty": difficulty, **({"hard": hard.to_dict()} if difficulty == "hard" else {})}
     (root / _MARKER).write_text(json.dumps(params, indent=1))
     return root

@@ -89,7 +89,10 @@ class Detector(nn.Module):
             reduce_first=m.reduce_first,
         )
         self.autoencoder = Autoencoder(self.aligner.channels, min(m.latent_dim, self.aligner.channels))
-        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma, m.feature_size, m.mask_peak_share)
+        half = len(reduced) // 2  # late fusion: the RGB stages' channels, then the depth stages'
+        groups = (sum(reduced[:half]), sum(reduced[half:])) if self.backbone.late else ()
+        self.scorer = Scorer(cfg.data.image_size, m.blur_sigma, m.feature_size, m.mask_peak_share,
+                             groups=groups, fusion=m.score_fusion)
 
     @property
     def weights_source(self) -> str:

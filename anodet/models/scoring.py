@@ -18,6 +18,7 @@ from torch import nn
 
 from anodet.artifact import DECISION_THRESHOLD
 from anodet.calibration import error_stats
+from anodet.config import SCORE_FUSIONS
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -29,14 +30,27 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class Scorer(nn.Module):
-    """(features, reconstruction) N x C x h x w -> raw map N x S x S (blurred squared error)."""
+    """(features, reconstruction) N x C x h x w -> raw map N x S x S (blurred squared error).
 
-    def __init__(self, image_size: int, blur_sigma: float, feature_size: int, mask_peak_share: float = 0.0):
+    ``groups``: channel counts of the modalities in feature order (late fusion: RGB, depth), and
+    ``fusion`` how their errors combine. ``joint`` averages the squared error over all channels
+    (one map). ``max`` and ``sum`` standardise each modality's error map with its own statistics
+    on normal images first, then take the larger or the sum: sensor noise in the depth channels
+    then no longer lifts the floor under a faint colour defect, nor the reverse.
+    """
+
+    def __init__(self, image_size: int, blur_sigma: float, feature_size: int, mask_peak_share: float = 0.0,
+                 *, groups: tuple[int, ...] = (), fusion: str = "joint"):
         super().__init__()
         self.image_size = image_size
+        self.groups = tuple(groups) if fusion != "joint" else ()
+        if fusion not in SCORE_FUSIONS:
+            raise ValueError(f"unknown score fusion {fusion!r}; valid: {', '.join(SCORE_FUSIONS)}")
+        self.fusion = fusion
+        g = max(1, len(self.groups))
         # Per-position statistics of the error on normal images (identity until calibrated).
-        self.register_buffer("err_mean", torch.zeros(1, 1, feature_size, feature_size))
-        self.register_buffer("err_std", torch.ones(1, 1, feature_size, feature_size))
+        self.register_buffer("err_mean", torch.zeros(1, g, feature_size, feature_size))
+        self.register_buffer("err_std", torch.ones(1, g, feature_size, feature_size))
         self.register_buffer("kernel", gaussian_kernel(blur_sigma) if blur_sigma > 0 else torch.ones(1))
         self.register_buffer("raw_threshold", torch.tensor(1.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
@@ -47,8 +61,10 @@ class Scorer(nn.Module):
         return self.raw_map_from_error(self.error(feats, recon))
 
     def raw_map_from_error(self, err: torch.Tensor) -> torch.Tensor:
-        """Error N x 1 x h x w -> standardised, upsampled, blurred raw map N x S x S."""
+        """Error N x G x h x w -> standardised, fused, upsampled, blurred raw map N x S x S."""
         err = (err - self.err_mean) / self.err_std
+        if err.shape[1] > 1:
+            err = err.amax(dim=1, keepdim=True) if self.fusion == "max" else err.sum(dim=1, keepdim=True)
         s = self.image_size
         err = F.interpolate(err, size=(s, s), mode="bilinear", align_corners=False)
         k = self.kernel.numel()
@@ -61,13 +77,15 @@ class Scorer(nn.Module):
             err = F.conv2d(err, self.kernel.view(1, 1, k, 1))
         return err[:, 0]
 
-    @staticmethod
-    def error(feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Per-pixel mean squared reconstruction error, N x 1 x h x w."""
-        return (feats - recon).pow(2).mean(dim=1, keepdim=True)
+    def error(self, feats: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Per-pixel mean squared reconstruction error, N x G x h x w (one map per modality group)."""
+        sq = (feats - recon).pow(2)
+        if not self.groups:
+            return sq.mean(dim=1, keepdim=True)
+        return torch.cat([part.mean(dim=1, keepdim=True) for part in sq.split(self.groups, dim=1)], dim=1)
 
     def set_error_stats(self, err: torch.Tensor, method: str) -> None:
-        """Calibrate the per-position statistics from normal images' errors err N x 1 x h x w.
+        """Calibrate the per-position statistics from normal images' errors err N x G x h x w.
 
         The rule lives in :func:`anodet.calibration.error_stats` (torch-free). INT8
         recalibration refits only the threshold and scale, not these statistics.
