@@ -142,6 +142,20 @@ PRESETS: dict[str, ExperimentConfig] = {
 # features that install offline (the ResNets' weights cannot be downloaded everywhere).
 DEFAULT_PRESET = "rgbd_lite"
 
+# Presets kept for research and comparison, not for a line: their ResNets have no ImageNet weights
+# that install offline, and they were never given camera-depth robustness (trained on float depth,
+# rgbd_full flagged every good part of a z16 recording). anodet-train warns when it trains one.
+RESEARCH_BACKBONES = ("resnet50", "resnet18", "wide_resnet50_2")
+
+
+def research_note(cfg: ExperimentConfig) -> str | None:
+    """A one-line warning when ``cfg`` is a research configuration (a ResNet backbone), else None."""
+    if cfg.model.backbone not in RESEARCH_BACKBONES:
+        return None
+    return (f"{cfg.preset} ({cfg.model.backbone}) is a research preset: not validated on camera depth "
+            f"(z16 steps, noise, holes) and without offline ImageNet weights; for a line use {DEFAULT_PRESET}")
+
+
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 

@@ -155,6 +155,8 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
     det = build_detector(cfg, weights=weights).to(dev)
     cfgmod.check_aligner_fit(cfg, det.backbone.strides, det.aligner.out_channels, min(FIT_IMAGES, len(ds.train)))
     log.info("backbone %s: %s", cfg.model.backbone, det.weights_source)
+    if (note := cfgmod.research_note(cfg)) is not None:
+        log.warning("%s", note)
     cfgmod.save(cfg, out_dir / "config.yaml")
 
     spec = cfg.data.preprocess

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             with open(args.out / "results.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(table([row], families).splitlines()[-1], flush=True)
+            print(table([row], families).splitlines()[-1], flush=True)  # one line per run, as it lands
     md = table(rows, families)
     print(md)
     write_result(f"hard_suite_{args.difficulty}", {"args": {k: str(v) for k, v in vars(args).items()},

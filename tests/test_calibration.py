@@ -42,3 +42,26 @@ def test_scorer_uses_the_shared_rule():
     mean, std = error_stats(err.numpy(), "zscore")
     np.testing.assert_allclose(scorer.err_std.numpy(), std)
     np.testing.assert_allclose(scorer.err_mean.numpy(), mean)
+
+
+def test_per_modality_fusion_standardises_each_group_then_fuses():
+    feats = torch.zeros(1, 4, 2, 2)
+    recon = torch.zeros(1, 4, 2, 2)
+    recon[0, 0, 0, 0] = 1.0  # a colour error at one position
+    recon[0, 2:, :, :] = 3.0  # depth channels: a large error everywhere (sensor noise)
+    joint = Scorer(image_size=2, blur_sigma=0.0, feature_size=2)
+    assert joint.error(feats, recon).shape == (1, 1, 2, 2)
+    fused = Scorer(image_size=2, blur_sigma=0.0, feature_size=2, groups=(2, 2), fusion="max")
+    err = fused.error(feats, recon)
+    assert err.shape == (1, 2, 2, 2) and float(err[0, 0, 0, 0]) == 0.5 and float(err[0, 1].min()) == 9.0
+    fused.err_std[:, 1] = 9.0  # calibrated: the depth error is normal at 9
+    raw = fused.raw_map(feats, recon)[0]
+    assert float(raw[0, 0]) == 1.0 and float(raw[1, 1]) == 1.0  # max(0.5, 1) and max(0, 1)
+    summed = Scorer(image_size=2, blur_sigma=0.0, feature_size=2, groups=(2, 2), fusion="sum")
+    summed.err_std[:, 1] = 9.0
+    assert float(summed.raw_map(feats, recon)[0, 0, 0]) == 1.5
+    # the median floor of the spread is taken per group
+    rng = np.random.default_rng(1)
+    e = np.concatenate([rng.random((5, 1, 3, 3)), 100 * rng.random((5, 1, 3, 3))], axis=1)
+    _, std = error_stats(e, "std")
+    assert std[0, 0].max() < 2 and std[0, 1].min() > 10

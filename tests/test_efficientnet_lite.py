@@ -250,3 +250,23 @@ def test_rgbd_lite_with_imagenet_weights_end_to_end_on_an_unseen_seed(tmp_path):
     m = evaluate_model(open_model(res.best_checkpoint, device="cpu"), data, tmp_path / "ev", report=False)
     assert m["image_auroc"] > 0.85 and m["au_pro"] > 0.8, m
     assert m["per_defect"]["colour"]["image_auroc"] > 0.9 and m["per_defect"]["crack"]["image_auroc"] > 0.9, m
+
+
+def test_relief_and_per_modality_fusion_export_with_parity_and_run_in_the_runtime(synth_data, tmp_path):
+    from anodet.evaluation.evaluator import evaluate_model, open_model
+    from anodet.export.onnx import export_onnx
+    from anodet.train import train
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(data={"depth_relief_sigma": 4.0, "depth_sigma": 1.0},
+                      model={"backbone": "efficientnet_lite0", "fusion": "late", "depth_stride": 2,
+                             "layers": ["layer1", "layer2", "layer3"], "score_fusion": "max"},
+                      train={"epochs": 2, "error_norm": "zscore"})
+    res = train(cfg, synth_data, tmp_path / "exp", weights="none", device="cpu")
+    exp = export_onnx(res.best_checkpoint, tmp_path / "m.onnx", batch=None)  # raises unless parity holds
+    assert exp.info.preprocess.depth_relief_sigma == 4.0
+    ckpt = evaluate_model(open_model(checkpoint=res.best_checkpoint, device="cpu"), synth_data, tmp_path / "e1",
+                          report=False)
+    onnx_run = evaluate_model(open_model(model=tmp_path / "m.onnx", backend="onnx-cpu"), synth_data,
+                              tmp_path / "e2", report=False)
+    assert abs(ckpt["image_auroc"] - onnx_run["image_auroc"]) < 1e-6

@@ -185,3 +185,13 @@ def test_as_map_trains_the_same_autoencoder():
             grads.append((float(loss), ae.encoder[0][0].weight.grad.clone()))
         assert abs(grads[0][0] - grads[1][0]) < 1e-5
         assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+
+
+def test_research_presets_are_named_as_such(trained):
+    from anodet import config as cfgmod
+
+    assert "research preset" in (trained / "train.log").read_text()  # the tiny model is a ResNet-18
+    for name in ("rgbd_full", "rgb_baseline", "rgbd_reduced"):
+        assert "not validated on camera depth" in cfgmod.research_note(cfgmod.load(name))
+    assert cfgmod.research_note(cfgmod.load("rgbd_lite")) is None
+    assert cfgmod.research_note(cfgmod.load("rgb_lite")) is None
