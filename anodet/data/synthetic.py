@@ -28,7 +28,7 @@ import tifffile
 
 from anodet.data import sensor as sensors
 from anodet.errors import AnodetError
-from anodet.runtime.outputs import check_output_dir
+from anodet.outputs import check_output_dir
 
 DEFECT_TYPES = ("colour", "geometry", "crack")
 TEST_TYPES = ("good", *DEFECT_TYPES)

@@ -24,7 +24,7 @@ import numpy as np
 from anodet.bench.timing import percentile
 from anodet.errors import AnodetError
 from anodet.runtime.frames import Frame
-from anodet.runtime.outputs import check_output_dir, check_output_file, describe_os_error
+from anodet.outputs import check_output_dir, check_output_file, describe_os_error
 from anodet.runtime.regions import Region, regions_record
 from anodet.runtime.video import VideoSink, draw_overlay  # noqa: F401 (part of this module's API)
 

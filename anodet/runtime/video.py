@@ -11,7 +11,7 @@ import numpy as np
 from anodet.artifact import DECISION_THRESHOLD
 from anodet.errors import AnodetError
 from anodet.runtime.frames import Frame
-from anodet.runtime.outputs import check_output_file, describe_os_error
+from anodet.outputs import check_output_file, describe_os_error
 
 if TYPE_CHECKING:
     from anodet.runtime.sinks import FrameResult
