@@ -30,14 +30,15 @@ from anodet.artifact import (
 )
 from anodet.errors import AnodetError
 from anodet.preprocess import prepare_frame
-from anodet.runtime.backends import Backend, OnnxRuntimeBackend
-
-# Config parameter of the python flavour: its inputs take camera-resolution frames and it
-# preprocesses them; a request with the parameter PREPARED_PARAM=true holds graph input instead.
-FRAMES_PARAM, CAMERA_FRAMES = "anodet_frames", "camera"
-PREPARED_PARAM = "anodet_prepared"
-THREADS_PARAM = "onnx_threads"  # ONNX Runtime intra-op threads per instance
-OUTPUT_ERROR = "anodet output error: "  # prefix of an error response for an unusable output
+from anodet.runtime.backends.onnx import OnnxRuntimeBackend
+from anodet.runtime.backends.table import Backend
+from anodet.runtime.backends.triton import (  # noqa: F401 - the flavour's names, re-exported
+    CAMERA_FRAMES,
+    FRAMES_PARAM,
+    OUTPUT_ERROR,
+    PREPARED_PARAM,
+    THREADS_PARAM,
+)
 
 Batch = tuple[np.ndarray, "np.ndarray | None"]  # rgb N x S x S x 3, depth N x S x S or None
 

@@ -1,4 +1,4 @@
-"""OpenVINO backend: an anodet ``.onnx`` or OpenVINO IR (``.xml`` + ``.bin``) on an Intel device.
+"""OpenVINO backend (row openvino[:DEVICE]): an anodet ``.onnx`` or OpenVINO IR (``.xml`` + ``.bin``) on an Intel device.
 
 Torch-free; ``pip install 'anodet[openvino]'``. OpenVINO reads ONNX directly, so any anodet
 export runs here; ``anodet-export openvino`` writes an IR with FP16 weights (or INT8). The
@@ -26,9 +26,10 @@ from anodet.artifact import (
     run_batched,
 )
 from anodet.errors import AnodetError
+from anodet.runtime.backends.table import install_hint
 
 logger = logging.getLogger(__name__)
-OPENVINO_HINT = "install OpenVINO: pip install 'anodet[openvino]'"
+OPENVINO_HINT = install_hint("openvino")
 IR_SUFFIX = ".xml"
 VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")  # OpenVINO picks the real devices
 
@@ -122,3 +123,8 @@ class OpenVinoBackend:
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def open_model(path: Path, option: str, threads: int | None) -> OpenVinoBackend:
+    """The table's entry point: option is the OpenVINO device (CPU unless openvino:DEVICE)."""
+    return OpenVinoBackend(path, option, threads)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from anodet.errors import AnodetError
-from anodet.runtime.realsense import import_realsense
+from anodet.runtime.sources.realsense import import_realsense
 
 logger = logging.getLogger(__name__)
 

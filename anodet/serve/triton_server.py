@@ -68,7 +68,7 @@ def free_port() -> int:
 class TritonServer:
     """A running tritonserver on 127.0.0.1 serving ``repo``; ``stop()`` (or ``with``) ends it.
 
-    ``grpc_url`` is what :class:`anodet.runtime.triton_backend.TritonBackend` takes; the
+    ``grpc_url`` is what :class:`anodet.runtime.backends.triton.TritonBackend` takes; the
     server's output goes to ``log_path``.
     """
 

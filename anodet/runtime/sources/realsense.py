@@ -8,7 +8,7 @@ Facts this module relies on (checked with pyrealsense2 2.59):
 - SDK 2.59's recorder only writes rosbag2 ``.db3`` files; older ``.bag`` files still play.
 - Playback reports the end of a file only as the status ``stopped``, not as a frame count, so
   "stopped and nothing arrived for a while" is a guess that a loaded machine can make wrong.
-  RecordingSource therefore counts the colour frames a ``.db3`` holds (runtime/db3.py) and
+  RecordingSource therefore counts the colour frames a ``.db3`` holds (sources/db3.py) and
   plays until each was delivered.
 - Frame buffers belong to the SDK's frame pool: copy them to numpy before queueing, or a slow
   consumer starves the camera.
@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from anodet.errors import AnodetError
-from anodet.runtime.db3 import count_colour_frames
-from anodet.runtime.frames import Frame, LiveSource
+from anodet.runtime.frames import Frame
+from anodet.runtime.sources.db3 import count_colour_frames
+from anodet.runtime.sources.live import LiveSource
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A Triton Inference Server model as a runtime backend: the edge box streams, the server infers.
+"""Triton backend (row triton): a model on a Triton server; the edge box streams, the server infers.
 
     backend = TritonBackend("gpu-server:8001", "anodet")
     run(backend, "realsense", events="events.jsonl")
@@ -7,7 +7,9 @@ gRPC through ``tritonclient`` (``pip install 'anodet[triton]'``; torch-free). Th
 contract is read from the server's model config (the ``anodet`` parameter written by
 ``anodet-export triton``) and checked with :mod:`anodet.artifact`'s functions, so events,
 decisions and sinks are those of a local backend. Frames are preprocessed here, as for a local
-model; the python flavour is told so per request and skips its own preprocessing.
+model; the python flavour is told so per request and skips its own preprocessing. The names
+that client, server (anodet.serve.triton_model) and repository writer (anodet.export.triton)
+share are defined here: the client is the lowest of the three.
 
 Failures: a server that is not up (or goes away) is retried with exponential backoff for
 ``retry_for`` seconds, then an AnodetError; a request slower than ``timeout`` seconds is an
@@ -36,11 +38,18 @@ from anodet.artifact import (
     run_batched,
 )
 from anodet.errors import AnodetError
-from anodet.runtime.triton_model import CAMERA_FRAMES, FRAMES_PARAM, OUTPUT_ERROR, PREPARED_PARAM
+from anodet.runtime.backends.table import install_hint
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-TRITON_HINT = "install the Triton client: pip install 'anodet[triton]' (tritonclient[grpc])"
+TRITON_HINT = install_hint("triton")
+
+# Config parameter of the python flavour: its inputs take camera-resolution frames and it
+# preprocesses them; a request with the parameter PREPARED_PARAM=true holds graph input instead.
+FRAMES_PARAM, CAMERA_FRAMES = "anodet_frames", "camera"
+PREPARED_PARAM = "anodet_prepared"
+THREADS_PARAM = "onnx_threads"  # ONNX Runtime intra-op threads per instance
+OUTPUT_ERROR = "anodet output error: "  # prefix of an error response for an unusable output
 _DTYPES = {INPUT_RGB: "UINT8", INPUT_DEPTH: "FP32"}
 
 
@@ -194,3 +203,8 @@ def _message(exc: Exception) -> str:
     message = getattr(exc, "message", None)
     text = message() if callable(message) else str(exc)
     return " ".join(str(text).split())[:300]
+
+
+def open_server(url: str, model_name: str, **options: float) -> TritonBackend:
+    """The table's entry point for this remote backend (options: timeout, retry_for, ...)."""
+    return TritonBackend(url, model_name, **options)

@@ -1,4 +1,4 @@
-"""TensorRT inference backend for exported engines. Torch-free; imports TensorRT lazily.
+"""TensorRT backend (row tensorrt): exported engines. Torch-free; imports TensorRT lazily.
 
 An engine (``model.engine``) is a raw TensorRT plan; its JSON sidecar (``model.engine.json``,
 written by :func:`anodet.export.tensorrt.build_engine`) records the TensorRT version and GPU
@@ -31,12 +31,13 @@ from anodet.errors import AnodetError
 from anodet.gpu import (
     check_engine_compat,
     cuda_check,
+    gpu_properties,
     import_cudart,
     import_tensorrt,
     np_dtype,
     trt_logger,
 )
-from anodet.runtime.cuda_buffers import IOBuffer, quiet, stream_handle
+from anodet.runtime.backends.cuda_buffers import IOBuffer, quiet, stream_handle
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +176,18 @@ class TensorRTBackend:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: modules may be gone
             self.close()
+
+
+def open_model(path: Path, option: str, threads: int | None) -> TensorRTBackend:
+    """The table's entry point (an engine fixes its own threads and precision: both unused)."""
+    return TensorRTBackend(path)
+
+
+def unavailable_reason(option: str) -> str | None:
+    """None when TensorRT, cuda-python and a GPU are there."""
+    try:
+        import_tensorrt()
+        gpu_properties()
+    except (AnodetError, ImportError) as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return None
