@@ -71,6 +71,7 @@ class BackendSpec:
 
 
 _FP = ("fp32", "fp16")
+# columns: name, engine, module, option, runs, precisions, gpu, extra, needs; then the keywords
 TABLE: tuple[BackendSpec, ...] = (
     BackendSpec("onnx-cpu", "ONNX Runtime", "onnx", "cpu", "ONNX files", (*_FP, "int8"), False,
                 "onnx", "onnxruntime", hint="pip install 'anodet[onnx]' (or 'anodet[gpu]')"),
