@@ -4,8 +4,8 @@ Each kept frame becomes ``<out>/<split>/rgb/NNNNNN.png`` and ``<out>/<split>/dep
 (16-bit, millimetres: only for a camera whose depth unit is 1 mm, so that ``load_depth`` reads it
 back exactly), ``.tiff`` (float32 z in metres, any depth unit) or ``.tiff`` with an organized
 H x W x 3 point cloud in metres (``xyz``, deprojected with the stream intrinsics). Frames come
-from the runtime's sources (``anodet.runtime.realsense``): depth aligned to colour, SDK filters
-applied, unplugged cameras reconnected. ``capture.json`` (``anodet.capture_log``) records the
+from the runtime's sources (``anodet.runtime.sources.realsense``): depth aligned to colour,
+SDK filters applied, unplugged cameras reconnected. ``capture.json`` (``anodet.capture_log``) records the
 camera and every frame. Capturing into an existing folder continues its numbering and never
 replaces a file; whatever was written before a failure stays on disk and in the log.
 Torch-free; pyrealsense2 is imported only for RealSense sources.
@@ -67,7 +67,7 @@ def open_capture_source(spec: str, *, width: int = 640, height: int = 480, fps: 
 
     ``align=False`` keeps depth at its own resolution and viewpoint (only usable when the two
     streams already share both, as on a D405)."""
-    from anodet.runtime.realsense import RealSenseSource, RecordingSource
+    from anodet.runtime.sources.realsense import RealSenseSource, RecordingSource
 
     if spec == "realsense" or spec.startswith("realsense:"):
         source: Any = RealSenseSource(spec.partition(":")[2] or None, width=width, height=height,

@@ -20,7 +20,7 @@ import torch
 
 from anodet import __version__
 from anodet.errors import AnodetError
-from anodet.runtime.outputs import atomic_write
+from anodet.outputs import atomic_write
 
 FORMAT = "anodet-checkpoint/1"
 REQUIRED = ("config", "model")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from anodet.errors import AnodetError
-from anodet.runtime.outputs import describe_os_error
+from anodet.outputs import describe_os_error
 
 DEVICES = ("auto", "cpu", "cuda")
 # What anodet-train writes: a folder holding any of these is an earlier experiment.

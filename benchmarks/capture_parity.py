@@ -64,7 +64,7 @@ def write_folder(folder: Path, frames: list, unit_m: float = 0.0) -> None:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for i, (rgb, depth) in enumerate(frames):
         cv2.imwrite(str(folder / "rgb" / f"{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if unit_m > 0:  # the recorder's rounding (anodet.runtime.recorder), kept as float metres
+        if unit_m > 0:  # the recorder's rounding (anodet.runtime.sources.recorder), kept as float metres
             depth = np.round(depth.astype(np.float64) / unit_m) * unit_m
         tifffile.imwrite(folder / "depth" / f"{i:06d}.tiff", depth.astype(np.float32))
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         args.train, args.test_good, args.test_per_type, args.epochs = 16, 6, 3, 2
     from anodet import config as cfgmod
     from anodet.capture import capture, open_capture_source
-    from anodet.runtime.recorder import write_recording
+    from anodet.runtime.sources.recorder import write_recording
     from anodet.train import train
 
     load = os.getloadavg()

@@ -134,7 +134,7 @@ def main() -> None:
     from anodet.export.openvino import export_openvino
     from anodet.export.quantize import paired_drop_sd
     from anodet.runtime.backends import OnnxRuntimeBackend
-    from anodet.runtime.openvino_backend import OpenVinoBackend
+    from anodet.runtime.backends.openvino import OpenVinoBackend
 
     args.work.mkdir(parents=True, exist_ok=True)
     data, model = make_model(args.work, args.size, args.preset, args.weights, args.test)

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--burners", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     from anodet.runtime import run
-    from anodet.runtime.recorder import write_recording
+    from anodet.runtime.sources.recorder import write_recording
 
     work = WORK / "playback_soak"
     work.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ def _record(root: Path, path: Path) -> str:
     """Write the test frames of a synthetic category to a real RealSense .db3 recording."""
     from anodet.data.samples import discover
     from anodet.preprocess import load_depth, load_rgb
-    from anodet.runtime.recorder import write_recording
+    from anodet.runtime.sources.recorder import write_recording
 
     path.unlink(missing_ok=True)
     frames = [(load_rgb(s.rgb_path), load_depth(s.depth_path)) for s in discover(root).test]

@@ -87,7 +87,7 @@ def test_frames(root: Path) -> list[tuple[str, Path, Path]]:
 
 def make_recording(frames: list, path: Path) -> Path:
     """A z16 (1 mm) .db3 of the test frames, written by the SDK's software device."""
-    from anodet.runtime.recorder import write_recording
+    from anodet.runtime.sources.recorder import write_recording
 
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

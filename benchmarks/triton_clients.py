@@ -38,7 +38,7 @@ def _stats(url: str, name: str) -> tuple[int, int]:
 
 def measure_clients(url: str, name: str, n: int, frames: list, seconds: float, warmup: float) -> dict:
     """``n`` clients streaming ``frames`` round-robin for ``seconds``; throughput and latency."""
-    from anodet.runtime.triton_backend import TritonBackend
+    from anodet.runtime.backends.triton import TritonBackend
 
     clients = [TritonBackend(url, name) for _ in range(n)]
     latencies: list[list[float]] = [[] for _ in range(n)]
@@ -102,7 +102,7 @@ def main() -> None:
 
     from anodet.export.triton import write_repository
     from anodet.runtime.sources import SyntheticSource
-    from anodet.runtime.triton_server import TritonServer
+    from anodet.serve.triton_server import TritonServer
 
     args.work.mkdir(parents=True, exist_ok=True)
     _, model = make_model(args.work, args.size)

@@ -32,9 +32,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The Triton server for tests/test_triton_server.py: the tritonserver binary bundled in the
+# The Triton server for tests/serve/test_triton_server.py: the tritonserver binary bundled in the
 # nvidia-pytriton wheel, unpacked aside (pip-installing the wheel would pin numpy below 2).
-# anodet.runtime.triton_server finds it in build/triton/server.
+# anodet.serve.triton_server finds it in build/triton/server.
 pytriton_version=0.7.0
 server_dir=build/triton/server
 if [[ ",$extras," == *",triton,"* && ",$extras," == *",dev,"* && ! -f "$server_dir/.nvidia-pytriton-$pytriton_version" ]]; then

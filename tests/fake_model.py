@@ -20,7 +20,8 @@ from onnx import TensorProto, helper
 
 from anodet.artifact import Calibration, ModelInfo
 from anodet.preprocess import PreprocessSpec
-from anodet.runtime.frames import Frame, LiveSource
+from anodet.runtime.frames import Frame
+from anodet.runtime.sources import LiveSource
 
 GAIN = 50.0  # a 1 cm deviation from the mean depth reaches the 0.5 threshold
 

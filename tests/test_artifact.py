@@ -162,7 +162,7 @@ def test_cli_refuses_bad_artifacts_in_one_line(tmp_path, monkeypatch):
     import types
 
     from anodet import gpu
-    from anodet.runtime import tensorrt_backend
+    from anodet.runtime.backends import tensorrt as tensorrt_backend
 
     trt = types.SimpleNamespace(__version__="10.3.0")
     for mod in (gpu, tensorrt_backend):

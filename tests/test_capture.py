@@ -21,8 +21,8 @@ from anodet.cli import main
 from anodet.data import discover
 from anodet.errors import AnodetError
 from anodet.preprocess import load_depth, load_rgb
-from anodet.runtime.realsense import RecordingSource
-from anodet.runtime.recorder import write_recording
+from anodet.runtime.sources.realsense import RecordingSource
+from anodet.runtime.sources.recorder import write_recording
 
 pytestmark = pytest.mark.camera
 N = 8

@@ -17,7 +17,7 @@ from anodet.cli import export_group, run_cmd
 from anodet.errors import AnodetError
 from anodet.export.openvino import export_openvino
 from anodet.runtime.backends import OnnxRuntimeBackend, open_backend
-from anodet.runtime.openvino_backend import OpenVinoBackend, model_metadata
+from anodet.runtime.backends.openvino import OpenVinoBackend, model_metadata
 
 S = 32
 
@@ -141,7 +141,7 @@ def test_nncf_preset_reaches_nncf_and_unknown_is_refused(exported, synth_data, t
 
 def test_runtime_backends_stay_torch_free():
     code = ("import sys\n"
-            "import anodet.runtime.openvino_backend, anodet.runtime.triton_backend, anodet.runtime.triton_model\n"
+            "import anodet.runtime.backends.openvino, anodet.runtime.backends.triton, anodet.serve.triton_model\n"
             "import openvino\n"
             "from anodet.runtime import run\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")

@@ -17,7 +17,7 @@ from anodet import gpu
 from anodet.artifact import ModelInfo, check_inputs, read_info, read_sidecar, sidecar_problems
 from anodet.errors import AnodetError
 from anodet.export import tensorrt as export_trt
-from anodet.runtime import tensorrt_backend as backend
+from anodet.runtime.backends import tensorrt as backend
 
 S = 16
 TRT_MESSAGE = "TensorRT is not installed: pip install tensorrt cuda-python"
@@ -124,7 +124,7 @@ def fake_trt(monkeypatch):
 
 def test_modules_import_without_tensorrt_or_torch():
     code = (
-        "import sys, anodet.export.tensorrt, anodet.runtime.tensorrt_backend; "
+        "import sys, anodet.export.tensorrt, anodet.runtime.backends.tensorrt; "
         "bad = [m for m in ('tensorrt', 'torch', 'cuda') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -599,7 +599,7 @@ def test_import_cudart_layouts(monkeypatch):
 
 
 def test_stream_handle(monkeypatch):
-    from anodet.runtime import cuda_buffers
+    from anodet.runtime.backends import cuda_buffers
 
     cudart = pytest.importorskip("cuda.bindings.runtime")
     assert cuda_buffers.stream_handle(cudart.cudaStream_t(1234)) == 1234

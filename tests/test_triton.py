@@ -124,7 +124,7 @@ def test_python_flavour_takes_camera_frames(tmp_path):
     assert cfg.parameters["onnx_threads"].string_value == "1"
     assert info_from_json(cfg.parameters["anodet"].string_value).batch == 1
     assert (model_dir / "1" / "model.onnx").read_bytes() == model.read_bytes()
-    assert "from anodet.runtime.triton_model import TritonPythonModel" in (model_dir / "1" / "model.py").read_text()
+    assert "from anodet.serve.triton_model import TritonPythonModel" in (model_dir / "1" / "model.py").read_text()
 
 
 def test_flavour_must_fit_the_file(tmp_path):
@@ -255,7 +255,7 @@ def test_server_side_batches_answer_each_request(tmp_path):
 
     from anodet.artifact import OutputError
     from anodet.runtime.backends import OnnxRuntimeBackend
-    from anodet.runtime.triton_model import prepare_request, serve_batches
+    from anodet.serve.triton_model import prepare_request, serve_batches
 
     backend = OnnxRuntimeBackend(make_fake_model(tmp_path / "m.onnx", image_size=S), "cpu")
     rng = np.random.default_rng(0)

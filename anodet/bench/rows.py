@@ -2,8 +2,9 @@
 
 Each row names the artifact it runs (a checkpoint, an FP32/FP16/INT8 ONNX file or a TensorRT
 engine; ``anodet.bench.artifacts`` knows how to make each), the engine that runs it (PyTorch or
-one of ``anodet.runtime.backends.BACKENDS``), its precision and its device. Every row is
-compared with ONNX Runtime CPU running the FP32 ONNX file (``anodet.artifact.compare_outputs``
+a row of the backend table, ``anodet.runtime.backends.TABLE``, which also tells whether it needs
+a GPU, the precisions it runs and how to install it), its precision and its device. Every row
+is compared with ONNX Runtime CPU running the FP32 ONNX file (``anodet.artifact.compare_outputs``
 at the row's precision bound). Torch-free: the checks below import nothing heavy.
 """
 
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from anodet.errors import AnodetError
+from anodet.runtime.backends import choice, table
+
+TORCH = "torch"  # the one engine of a row that is not a runtime backend
 
 
 @dataclass(frozen=True)
@@ -22,13 +26,25 @@ class Row:
     """One way to run a model."""
 
     name: str
-    engine: str  # "torch", or an anodet.runtime.backends backend name
+    engine: str  # "torch", or a backend of the table (anodet.runtime.backends.TABLE)
     artifact: str  # "checkpoint" or an anodet.bench.artifacts kind: fp32, fp16, int8, engine
     precision: str  # fp32 / fp16 / int8
-    gpu: bool = False  # needs an NVIDIA GPU
+    gpu: bool | None = None  # needs an NVIDIA GPU; None: as the backend table says (torch: no)
     gated: bool = True  # parity against ONNX Runtime CPU decides the exit status
     accuracy: bool = True  # evaluate AUROC / AU-PRO on the test split
     seed: bool = False  # the seed-faithful latency reference (random weights)
+
+    def __post_init__(self) -> None:
+        if self.engine == TORCH:
+            if self.gpu is None:
+                object.__setattr__(self, "gpu", False)
+            return
+        spec = table.backend_spec(self.engine)  # a row on an unknown backend fails at import
+        if self.precision not in spec.precisions:
+            raise AnodetError(f"row {self.name}: backend {spec.name} runs {spec.precisions}, "
+                              f"not {self.precision}")
+        if self.gpu is None:
+            object.__setattr__(self, "gpu", spec.gpu)
 
 
 ROWS = (
@@ -39,17 +55,17 @@ ROWS = (
     Row("onnx-fp16", "onnx-cpu", "fp16", "fp16"),
     Row("openvino", "openvino", "fp32", "fp32"),  # OpenVINO CPU runs the ONNX file directly
     Row("openvino-int8", "openvino", "int8", "int8", gated=False),  # the INT8 (QDQ) file in OpenVINO
-    Row("onnx-cuda", "onnx-cuda", "fp32", "fp32", gpu=True),
-    Row("onnx-cuda-fp16", "onnx-cuda", "fp16", "fp16", gpu=True),
-    Row("onnx-trt", "onnx-trt", "fp32", "fp32", gpu=True),
-    Row("tensorrt", "tensorrt", "engine", "fp16", gpu=True),
+    Row("onnx-cuda", "onnx-cuda", "fp32", "fp32"),
+    Row("onnx-cuda-fp16", "onnx-cuda", "fp16", "fp16"),
+    Row("onnx-trt", "onnx-trt", "fp32", "fp32"),
+    Row("tensorrt", "tensorrt", "engine", "fp16"),
     Row("torch-cuda", "torch", "checkpoint", "fp32", gpu=True),
     Row("torch-cuda-fp16", "torch", "checkpoint", "fp16", gpu=True),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
 REFERENCE = "torch-seed"  # speed-ups are relative to this row at batch 1
+REFERENCE_BACKEND = "onnx-cpu"  # parity is against this backend on the FP32 ONNX file
 _BY_NAME = {r.name: r for r in ROWS}
-_EP = {"onnx-cuda": "CUDAExecutionProvider", "onnx-trt": "TensorrtExecutionProvider"}
 
 
 def select_rows(names: Sequence[str]) -> list[Row]:
@@ -73,7 +89,7 @@ def unavailable_reason(row: Row) -> str | None:
     """Why ``row`` cannot run on this machine, or None when it can (as far as we can tell)."""
     if row.gpu and not has_gpu():
         return "no NVIDIA GPU on this machine (nvidia-smi lists none)"
-    if row.engine == "torch":
+    if row.engine == TORCH:
         if importlib.util.find_spec("torch") is None:
             return "torch not installed (pip install 'anodet[train]')"
         if row.gpu:
@@ -82,22 +98,5 @@ def unavailable_reason(row: Row) -> str | None:
             if not torch.cuda.is_available():
                 return f"this PyTorch ({torch.__version__}) has no CUDA device"
         return None
-    if row.engine == "openvino" and importlib.util.find_spec("openvino") is None:
-        return "openvino not installed (pip install 'anodet[openvino]')"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime not installed (pip install 'anodet[onnx]', or 'anodet[gpu]' for CUDA)"
-    wanted = _EP.get(row.engine)
-    if wanted and wanted not in ort.get_available_providers():
-        return f"this onnxruntime has no {wanted} (onnxruntime-gpu needed)"
-    if row.engine == "tensorrt":
-        from anodet.bench.artifacts import first_line
-        from anodet.gpu import gpu_properties, import_tensorrt
-
-        try:
-            import_tensorrt()
-            gpu_properties()
-        except (AnodetError, ImportError) as exc:
-            return first_line(exc, 200)
-    return None
+    # the backend's engine, then ONNX Runtime CPU: every row is compared with it
+    return choice.unavailable_reason(row.engine) or choice.unavailable_reason(REFERENCE_BACKEND)

@@ -9,13 +9,13 @@ import click
 
 from anodet.cli.command import friendly, parse_list, setup_logging
 from anodet.errors import AnodetError
+from anodet.runtime.backends.table import backend_help, backend_spec
 
 
 @click.command("run")
 @click.option("--model", type=click.Path(path_type=Path), help="exported .onnx, .engine or OpenVINO .xml")
 @click.option("--source", required=True, help="realsense[:SERIAL], a .bag/.db3 recording, a folder, or synthetic[:N]")
-@click.option("--backend", default="auto", show_default=True,
-              help="auto, onnx-cpu, onnx-cuda, onnx-trt, tensorrt, openvino[:DEVICE], triton")
+@click.option("--backend", default="auto", show_default=True, help=backend_help())
 @click.option("--url", help="triton: the server's gRPC HOST:PORT")
 @click.option("--model-name", default="anodet", show_default=True, help="triton: the model's name on the server")
 @click.option("--timeout", default=10.0, show_default=True, help="triton: seconds per request")
@@ -36,12 +36,13 @@ def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events,
     setup_logging(verbose)
     from anodet.runtime import run
 
-    if (backend == "triton") != (url is not None) or (model is None) == (backend != "triton"):
+    remote = backend != "auto" and backend_spec(backend).remote
+    if remote != (url is not None) or (model is None) != remote:
         raise AnodetError("give --model FILE, or --backend triton with --url HOST:PORT (and --model-name)")
-    if backend == "triton":
-        from anodet.runtime.triton_backend import TritonBackend
+    if remote:
+        from anodet.runtime.backends import open_remote
 
-        model = TritonBackend(url, model_name, timeout=timeout, retry_for=retry_for)
+        model = open_remote(backend, url, model_name, timeout=timeout, retry_for=retry_for)
     try:
         summary = run(model, source, backend=backend, events=str(events) if events else None,
                       save_anomalies=save_anomalies, video=video, display=display, max_frames=max_frames,

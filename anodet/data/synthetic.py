@@ -30,7 +30,7 @@ from anodet.data import sensor as sensors
 from anodet.data.hard_parts import HARD_DEFECT_TYPES, HARD_SENSOR, HardParams, make_hard_frame
 from anodet.data.shapes import ellipse, polyline, ramp, smooth_noise
 from anodet.errors import AnodetError
-from anodet.runtime.outputs import check_output_dir
+from anodet.outputs import check_output_dir
 
 DEFECT_TYPES = ("colour", "geometry", "crack")
 TEST_TYPES = ("good", *DEFECT_TYPES)

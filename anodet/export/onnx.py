@@ -39,7 +39,7 @@ from anodet.artifact import (
 from anodet.errors import AnodetError
 from anodet.export.session import run_frames
 from anodet.models.detector import Detector, load_detector
-from anodet.runtime.outputs import atomic_write
+from anodet.outputs import atomic_write
 
 log = logging.getLogger(__name__)
 # torch.onnx's TorchScript exporter range; the graph's ops (reflection pad, resize) need 11+.

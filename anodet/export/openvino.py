@@ -3,7 +3,7 @@
     REPORT = export_openvino("model.onnx", "model.xml", precision="fp16")
 
 Writes ``model.xml`` + ``model.bin`` with the anodet metadata in the IR's runtime info (key
-``anodet``; :mod:`anodet.runtime.openvino_backend` reads it). FP16 stores the weights in half
+``anodet``; :mod:`anodet.runtime.backends.openvino` reads it). FP16 stores the weights in half
 precision; the CPU still computes in FP32. INT8 follows ``anodet-export int8`` step by step and
 reuses its parts (:mod:`anodet.export.quantize`, :mod:`anodet.export.recalibration`): NNCF
 quantizes the same convolutions of the ONNX graph (the stem and other ``keep_fp32`` modules,
@@ -45,7 +45,7 @@ from anodet.export.quantize import (
 )
 from anodet.export.recalibration import Recalibration, calibration_frames, refit_int8
 from anodet.export.session import run_frames
-from anodet.runtime.openvino_backend import OPENVINO_HINT, OpenVinoBackend
+from anodet.runtime.backends.openvino import OPENVINO_HINT, OpenVinoBackend
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")

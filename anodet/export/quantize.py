@@ -37,7 +37,7 @@ from anodet.data.samples import discover
 from anodet.errors import AnodetError
 from anodet.export.recalibration import Recalibration, calibration_frames, refit_int8
 from anodet.export.session import run_frames
-from anodet.runtime.outputs import publish, remove_orphans
+from anodet.outputs import publish, remove_orphans
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Layout::
     REPO/<name>/anodet.json         the same metadata, readable
     REPO/<name>/1/model.onnx        onnxruntime flavour (and the python flavour's model)
     REPO/<name>/1/model.plan        tensorrt flavour (+ model.plan.json, the engine sidecar)
-    REPO/<name>/1/model.py          python flavour: anodet.runtime.triton_model
+    REPO/<name>/1/model.py          python flavour: anodet.serve.triton_model
 
 Flavours (FLAVOURS):
   onnxruntime  the ONNX graph in Triton's onnxruntime backend (CPU or GPU; the TensorRT
@@ -45,7 +45,7 @@ from anodet.export.triton_config import (
     onnx_io,
     render_config,
 )
-from anodet.runtime.triton_model import CAMERA_FRAMES, FRAMES_PARAM, THREADS_PARAM
+from anodet.runtime.backends.triton import CAMERA_FRAMES, FRAMES_PARAM, THREADS_PARAM
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ FLAVOURS = ("onnxruntime", "tensorrt", "python")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODEL_PY = '''"""Triton Python-backend entry point written by `anodet-export triton --flavour python`.
 
-The model code is anodet's torch-free runtime (anodet.runtime.triton_model): install
+The model code is anodet's torch-free runtime (anodet.serve.triton_model): install
 anodet[onnx] into the Python environment Triton's Python backend runs (the python3 on PATH).
 """
 
-from anodet.runtime.triton_model import TritonPythonModel  # noqa: F401
+from anodet.serve.triton_model import TritonPythonModel  # noqa: F401
 '''
 _ORT_COMMENTS = (
     "GPU servers: instances of KIND_AUTO run on the GPU with the CUDA execution provider when",

@@ -8,7 +8,7 @@ dynamic batcher, and clients send exactly that batch.
 
 The anodet metadata (:class:`anodet.artifact.ModelInfo` JSON) goes into the config's
 ``parameters`` under the artifact's key, so a client reads the contract from the server itself
-(``anodet.runtime.triton_backend``).
+(``anodet.runtime.backends.triton``).
 """
 
 from __future__ import annotations

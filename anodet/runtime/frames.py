@@ -1,13 +1,13 @@
-"""What the runtime streams: the Frame, the Source protocol and the reconnecting live source.
+"""What flows through the loop: the Frame, its FrameResult, and the Source and Sink protocols.
 
-Own module so that sources, the RealSense sources, the frame queue and the sinks all import
-these types without importing each other. Torch-free.
+The bottom of the runtime: sources make Frames, the loop judges them into FrameResults, sinks
+draw and write both. Own module so that sources, the frame queue, the judge and the sinks all
+import these types without importing each other (it imports only anodet.runtime.regions).
+Torch-free.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from anodet.errors import AnodetError
+from anodet.runtime.regions import Region
 
-logger = logging.getLogger(__name__)
+LATENCY_KEYS = ("queue", "preprocess", "inference", "postprocess", "total")
 
 
 @dataclass
@@ -51,91 +51,22 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class LiveSource:
-    """Base class for live sources that can lose their device and get it back.
+@dataclass
+class FrameResult:
+    """The model's verdict on one frame. anomaly_map float32 S x S and mask uint8 S x S are
+    at model resolution; latency_ms holds LATENCY_KEYS (total = arrival to sinks done)."""
 
-    Subclasses implement ``_connect()``, ``_read() -> Frame | None`` and ``_disconnect()``;
-    a ``RuntimeError`` from ``_connect``/``_read`` means "device gone". The loop then retries
-    with exponential backoff, logging each attempt, and raises AnodetError once
-    ``give_up_after`` seconds have passed without a successful reconnect.
-    """
+    score: float
+    anomalous: bool
+    anomaly_map: np.ndarray
+    mask: np.ndarray
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    regions: list[Region] = field(default_factory=list)  # the mask's components, in frame pixels
 
-    live = True
-    description = "live source"
 
-    def __init__(
-        self, *, give_up_after: float = 30.0, first_delay: float = 0.5, max_delay: float = 8.0
-    ):
-        self.give_up_after = give_up_after
-        self.first_delay = first_delay
-        self.max_delay = max_delay
-        self.reconnects = 0
-        self._closed = threading.Event()
+class Sink(Protocol):
+    """What the pipeline needs from a sink: write each judged frame, close at the end."""
 
-    def _connect(self) -> None:
-        raise NotImplementedError
+    def write(self, frame: Frame, result: FrameResult) -> None: ...
 
-    def _read(self) -> Frame | None:
-        raise NotImplementedError
-
-    def _disconnect(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def __iter__(self) -> Iterator[Frame]:
-        try:
-            self._connect()
-        except RuntimeError as exc:
-            raise AnodetError(f"cannot open {self.description}: {exc}") from None
-        try:
-            while not self._closed.is_set():
-                try:
-                    frame = self._read()
-                except RuntimeError as exc:  # pyrealsense2 reports unplug and timeouts this way
-                    if self._closed.is_set():
-                        break
-                    self._recover(exc)
-                    continue
-                if frame is not None:
-                    yield frame
-        finally:
-            self._disconnect_quietly()
-
-    def _disconnect_quietly(self) -> None:
-        try:
-            self._disconnect()
-        except RuntimeError as exc:  # already gone: nothing left to release
-            logger.debug("%s: disconnect failed: %s", self.description, exc)
-
-    def _recover(self, cause: Exception) -> None:
-        logger.warning("%s lost (%s); reconnecting", self.description, cause)
-        self._disconnect_quietly()
-        start, delay, attempt = time.monotonic(), self.first_delay, 0
-        while True:
-            attempt += 1
-            left = self.give_up_after - (time.monotonic() - start)
-            if self._closed.wait(max(0.0, min(delay, left))):
-                return
-            try:
-                self._connect()
-            except RuntimeError as exc:
-                elapsed = time.monotonic() - start
-                logger.warning(
-                    "%s: reconnect attempt %d failed after %.1f s: %s",
-                    self.description,
-                    attempt,
-                    elapsed,
-                    exc,
-                )
-                if elapsed >= self.give_up_after:
-                    raise AnodetError(
-                        f"{self.description} did not come back within {self.give_up_after:g} s "
-                        f"({attempt} reconnect attempts; last error: {exc}); check the cable and power"
-                    ) from None
-                delay = min(delay * 2, self.max_delay)
-                continue
-            self.reconnects += 1
-            logger.warning("%s reconnected after %d attempt(s)", self.description, attempt)
-            return
+    def close(self) -> None: ...

@@ -14,10 +14,11 @@ import numpy as np
 from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_MASK, OUTPUT_SCORE, OutputError
 from anodet.errors import AnodetError
 from anodet.preprocess import prepare_frame
-from anodet.runtime.backends import Backend
-from anodet.runtime.frames import Frame
+from anodet.runtime.backends.table import Backend
+from anodet.runtime.frames import Frame, FrameResult, Sink
 from anodet.runtime.regions import find_regions
-from anodet.runtime.sinks import EventsSink, FrameResult, Sink, StatsLogger
+from anodet.runtime.sinks.events import EventsSink
+from anodet.runtime.sinks.stats import StatsLogger
 from anodet.runtime.summary import RunSummary, SkipLog
 
 Prepared = tuple[Frame, np.ndarray, "np.ndarray | None", float]  # frame, rgb, depth, preprocess ms

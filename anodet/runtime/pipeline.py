@@ -22,20 +22,16 @@ from typing import Any
 
 from anodet.drift import InputMonitor
 from anodet.errors import AnodetError
-from anodet.runtime.backends import Backend, open_backend
+from anodet.runtime.backends.choice import open_backend
+from anodet.runtime.backends.table import Backend
 from anodet.runtime.frame_queue import FrameQueue, capture_frames
-from anodet.runtime.frames import Source
+from anodet.runtime.frames import Sink, Source
 from anodet.runtime.judge import judge_batch
-from anodet.runtime.sinks import (
-    DisplaySink,
-    EventsSink,
-    SaveAnomaliesSink,
-    Sink,
-    StatsLogger,
-    VideoSink,
-    latency_percentile,
-)
-from anodet.runtime.sources import open_source
+from anodet.runtime.sinks.anomalies import SaveAnomaliesSink
+from anodet.runtime.sinks.events import EventsSink
+from anodet.runtime.sinks.stats import StatsLogger, latency_percentile
+from anodet.runtime.sinks.video import DisplaySink, VideoSink
+from anodet.runtime.sources.forms import open_source
 from anodet.runtime.summary import RunSummary, SkipLog
 
 logger = logging.getLogger(__name__)

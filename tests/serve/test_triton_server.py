@@ -26,9 +26,9 @@ from anodet.errors import AnodetError
 from anodet.export.triton import write_repository
 from anodet.preprocess import prepare_frame
 from anodet.runtime.backends import OnnxRuntimeBackend
+from anodet.runtime.backends.triton import TritonBackend
 from anodet.runtime.sources import SyntheticSource
-from anodet.runtime.triton_backend import TritonBackend
-from anodet.runtime.triton_server import TritonServer, find_bundle, free_port
+from anodet.serve.triton_server import TritonServer, find_bundle, free_port
 
 try:
     find_bundle()

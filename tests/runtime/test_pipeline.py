@@ -374,7 +374,7 @@ def test_outputs_are_checked_before_anything_is_created(tmp_path, model_path):
 
 def test_read_only_outputs_are_refused(tmp_path, model_path, monkeypatch):
     """os.access is what reports read-only folders (and read-only file systems, even to root)."""
-    from anodet.runtime import outputs
+    from anodet import outputs
 
     ro = tmp_path / "ro"
     ro.mkdir()

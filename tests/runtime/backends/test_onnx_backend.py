@@ -133,14 +133,15 @@ def test_engine_files_go_to_the_tensorrt_backend_lazily(tmp_path, monkeypatch, m
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
     opened = []
-    fake = types.ModuleType("anodet.runtime.tensorrt_backend")
+    fake = types.ModuleType("anodet.runtime.backends.tensorrt")
 
     class TensorRTBackend:
         def __init__(self, path):
             opened.append(path)
 
     fake.TensorRTBackend = TensorRTBackend
-    monkeypatch.setitem(sys.modules, "anodet.runtime.tensorrt_backend", fake)
+    fake.open_model = lambda path, option, threads: TensorRTBackend(path)  # the table's entry point
+    monkeypatch.setitem(sys.modules, "anodet.runtime.backends.tensorrt", fake)
     assert isinstance(open_backend(engine), TensorRTBackend)
     assert isinstance(open_backend(engine, "tensorrt"), TensorRTBackend)
     assert opened == [engine, engine]
@@ -153,14 +154,15 @@ def test_engine_files_go_to_the_tensorrt_backend_lazily(tmp_path, monkeypatch, m
 def test_missing_tensorrt_says_how_to_install(tmp_path, monkeypatch):
     engine = tmp_path / "model.plan"
     engine.write_bytes(b"plan")
-    fake = types.ModuleType("anodet.runtime.tensorrt_backend")
+    fake = types.ModuleType("anodet.runtime.backends.tensorrt")
 
     class TensorRTBackend:
         def __init__(self, path):
             raise ModuleNotFoundError("No module named 'tensorrt'", name="tensorrt")
 
     fake.TensorRTBackend = TensorRTBackend
-    monkeypatch.setitem(sys.modules, "anodet.runtime.tensorrt_backend", fake)
+    fake.open_model = lambda path, option, threads: TensorRTBackend(path)  # the table's entry point
+    monkeypatch.setitem(sys.modules, "anodet.runtime.backends.tensorrt", fake)
     with pytest.raises(
         AnodetError,
         match=r"tensorrt is missing; install TensorRT: `pip install tensorrt cuda-python",

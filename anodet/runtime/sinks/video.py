@@ -1,20 +1,17 @@
-"""Annotated frames: the heat-map overlay and the annotated video sink. Torch-free."""
+"""Annotated frames: the heat-map overlay, the annotated video file and a window. Torch-free."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from anodet.artifact import DECISION_THRESHOLD
 from anodet.errors import AnodetError
-from anodet.runtime.frames import Frame
-from anodet.runtime.outputs import check_output_file, describe_os_error
-
-if TYPE_CHECKING:
-    from anodet.runtime.sinks import FrameResult
+from anodet.outputs import check_output_file, describe_os_error
+from anodet.runtime.frames import Frame, FrameResult
 
 
 def draw_overlay(
@@ -106,3 +103,31 @@ class VideoSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()  # writes the mp4 index: without it the file is unplayable
+
+
+class DisplaySink:
+    """Shows annotated frames in an OpenCV window; q or Esc sets ``stop``."""
+
+    WINDOW = "anodet"
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        try:
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise AnodetError(
+                "--display needs OpenCV with GUI support, but this OpenCV has none "
+                "(opencv-python-headless); pip install opencv-python, or use --video/--save-anomalies"
+            ) from None
+
+    def write(self, frame: Frame, result: FrameResult) -> None:
+        img = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
+        cv2.imshow(self.WINDOW, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.stop.set()
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.WINDOW)
+        except cv2.error:
+            pass

@@ -22,9 +22,9 @@ from fake_model import flat_frame, make_fake_model
 
 from anodet.errors import AnodetError
 from anodet.runtime import open_source, run
-from anodet.runtime.db3 import count_colour_frames
-from anodet.runtime.realsense import RealSenseSource, RecordingSource, make_filters
-from anodet.runtime.recorder import write_recording
+from anodet.runtime.sources.db3 import count_colour_frames
+from anodet.runtime.sources.realsense import RealSenseSource, RecordingSource, make_filters
+from anodet.runtime.sources.recorder import write_recording
 
 pytestmark = pytest.mark.camera
 

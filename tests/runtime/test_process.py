@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 from fake_model import make_fake_model, write_pair
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tests/, where fake_model.py is
 HEAVY = ("torch", "torchvision", "anodet.models", "anodet.train")
 
 
@@ -54,7 +54,7 @@ def test_runtime_imports_and_streams_with_torch_blocked(model_path, folder, tmp_
         import sys, json
         sys.modules["torch"] = None
         import anodet.runtime
-        import anodet.runtime.realsense
+        import anodet.runtime.sources.realsense
         from anodet.runtime import run
         summary = run({str(model_path)!r}, {str(folder)!r}, events={str(events)!r}, stats_every=0)
         try:

@@ -1,4 +1,4 @@
-"""Output files: checks before long work starts, atomic publication, one file-mode rule. Torch-free.
+"""Output files of every command: checks before long work starts, atomic publication, one mode rule.
 
 Each check only looks (nothing is created), so a run refused for its third output leaves no
 file or folder behind for the first two. ``os.access`` reports read-only file systems even to

@@ -1,14 +1,15 @@
-"""Inference backends for exported models: ONNX Runtime here, TensorRT in tensorrt_backend.py.
+"""ONNX Runtime backend: the rows onnx-cpu, onnx-cuda and onnx-trt (one execution provider each).
 
 Every backend takes graph input (rgb uint8 N x S x S x 3, depth float32 N x S x S metres or
-None for RGB-only models) and returns the contract's outputs (see anodet.artifact). Torch-free.
+None for RGB-only models) and returns the contract's outputs (see anodet.artifact). Torch-free;
+onnxruntime is imported when a model is opened.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -18,14 +19,13 @@ from anodet.artifact import (
     OUTPUTS,
     ModelInfo,
     info_from_metadata,
-    is_engine,
     run_batched,
 )
 from anodet.errors import AnodetError
+from anodet.runtime.backends.table import Backend, install_hint
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnx-cpu", "onnx-cuda", "onnx-trt", "tensorrt", "openvino", "triton")
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 _EP = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -33,22 +33,6 @@ _EP = {
     "cpu": "CPUExecutionProvider",
 }
 _EP_NAME = {v: f"onnx-{k if k != 'tensorrt' else 'trt'}" for k, v in _EP.items()}
-TENSORRT_HINT = (
-    "install TensorRT: `pip install tensorrt cuda-python --extra-index-url https://pypi.nvidia.com` "
-    "(or `pip install 'anodet[tensorrt]'`); on Jetson use JetPack's TensorRT (apt install python3-libnvinfer)"
-)
-
-
-class Backend(Protocol):
-    """An opened model. predict returns {"score": (N,) float32, "anomaly_map": (N,S,S) float32,
-    "mask": (N,S,S) uint8}; scores and maps are normalised so that > 0.5 is anomalous."""
-
-    name: str
-    info: ModelInfo
-
-    def predict(self, rgb: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 def choose_providers(providers: str, available: list[str]) -> list[str]:
@@ -78,9 +62,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise AnodetError(
-                "onnxruntime is not installed: pip install 'anodet[onnx]' (or 'anodet[gpu]')"
-            ) from None
+            raise AnodetError(f"onnxruntime is not installed: {install_hint('onnx-cpu')}") from None
         self.path = Path(path)
         if not self.path.is_file():
             raise AnodetError(f"model file not found: {self.path}")
@@ -149,57 +131,16 @@ def provider_options(providers: list[str]) -> list[Any]:
     return out
 
 
-def open_backend(path: str | Path, backend: str = "auto", threads: int | None = None) -> Backend:
-    """Open an exported model with one of BACKENDS.
-
-    auto: ``.engine``/``.plan`` -> TensorRT, otherwise ONNX Runtime with the best available
-    provider. onnx-cpu/onnx-cuda/onnx-trt force an ONNX Runtime provider; tensorrt runs an
-    engine built by ``anodet-export tensorrt``. openvino[:DEVICE] (or auto for an IR ``.xml``)
-    runs OpenVINO on DEVICE (default CPU); triton is anodet.runtime.triton_backend.TritonBackend.
-    """
-    family, _, device = backend.partition(":")
-    if family not in BACKENDS or (device and family != "openvino"):
-        raise AnodetError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)} (openvino:DEVICE too)")
-    if family == "triton":
-        raise AnodetError("backend 'triton' runs a model on a Triton server: give the server's "
-                          "--url HOST:PORT and --model-name instead of a model file")
-    path = Path(path)
-    if not path.is_file():
-        raise AnodetError(f"model file not found: {path}")
-    if family == "openvino" or (backend == "auto" and path.suffix.lower() == ".xml"):
-        from anodet.runtime.openvino_backend import OpenVinoBackend  # openvino loads lazily
-
-        return OpenVinoBackend(path, device or "CPU", threads)
-    engine = is_engine(path)
-    if backend == "tensorrt" or (backend == "auto" and engine):
-        if not engine:
-            raise AnodetError(
-                f"backend 'tensorrt' runs engines (.engine/.plan) built by `anodet-export tensorrt`; "
-                f"{path.name} is not one (use onnx-trt to run an ONNX file with TensorRT)"
-            )
-        return _open_tensorrt(path)
-    if engine:
-        raise AnodetError(
-            f"{path.name} is a TensorRT engine; run it with backend 'tensorrt' or 'auto'"
-        )
-    providers = {"auto": "auto", "onnx-cpu": "cpu", "onnx-cuda": "cuda", "onnx-trt": "tensorrt"}[
-        backend
-    ]
-    return OnnxRuntimeBackend(path, providers, threads)
+def open_model(path: Path, option: str, threads: int | None) -> Backend:
+    """The table's entry point: option is the provider choice (PROVIDER_CHOICES)."""
+    return OnnxRuntimeBackend(path, option, threads)
 
 
-def _open_tensorrt(path: Path) -> Backend:
-    try:
-        from anodet.runtime.tensorrt_backend import TensorRTBackend
-    except ImportError as exc:
-        if exc.name == "anodet.runtime.tensorrt_backend":
-            raise AnodetError("this anodet installation has no TensorRT backend module") from None
-        raise AnodetError(
-            f"cannot run {path.name}: {exc.name or exc} is missing; {TENSORRT_HINT}"
-        ) from None
-    try:
-        return TensorRTBackend(path)
-    except ImportError as exc:  # the backend may import tensorrt/cuda lazily
-        raise AnodetError(
-            f"cannot run {path.name}: {exc.name or exc} is missing; {TENSORRT_HINT}"
-        ) from None
+def unavailable_reason(option: str) -> str | None:
+    """None when this onnxruntime has the execution provider of ``option``."""
+    import onnxruntime as ort
+
+    wanted = _EP.get(option)
+    if option == "cpu" or wanted is None or wanted in ort.get_available_providers():
+        return None
+    return f"this onnxruntime has no {wanted} (onnxruntime-gpu needed)"
