@@ -89,11 +89,8 @@ def _pixels(feats: torch.Tensor) -> torch.Tensor:
 
 
 def as_map(px: torch.Tensor) -> torch.Tensor:
-    """B x C pixel vectors -> 1 x C x B/k x k, a map the 1x1-conv autoencoder runs on directly.
-
-    Same numbers as B x C x 1 x 1 (BatchNorm pools over batch and space alike), but oneDNN
-    runs a 1x1 convolution over one large map ~1.7x faster than over B one-pixel images.
-    """
+    """B x C pixel vectors -> 1 x C x B/k x k: the same numbers as B x C x 1 x 1 (BatchNorm pools over
+    batch and space alike), but oneDNN runs a 1x1 convolution over one large map faster than over B pixels."""
     b = px.shape[0]
     k = next(k for k in (64, 32, 16, 8, 4, 2, 1) if b % k == 0)
     return px.T.reshape(1, px.shape[1], b // k, k)
