@@ -36,6 +36,7 @@ class DataConfig:
     remove_plane: bool = False  # fit a plane on the border and flatten tilt
     depth_sigma: float = 0.0  # Gaussian low-pass of depth before the backbone (model px); 0 = off
     depth_relief_sigma: float = 0.0  # feed the local relief: depth minus a Gaussian fit of this sigma (model px)
+    depth_relief_step: float = 0.0  # metres: make that fit robust to machined steps taller than this; 0 = plain
     val_fraction: float = 0.2  # share of train split held out when no validation split exists
 
     @property
@@ -43,7 +44,7 @@ class DataConfig:
         """The part of this config applied to frames before the graph (training and runtime)."""
         return PreprocessSpec(image_size=self.image_size, fill_holes=self.fill_holes,
                               remove_plane=self.remove_plane, depth_sigma=self.depth_sigma,
-                              depth_relief_sigma=self.depth_relief_sigma)
+                              depth_relief_sigma=self.depth_relief_sigma, depth_relief_step=self.depth_relief_step)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise AnodetError(f"data.image_size must be a multiple of 32 and >= 32, got {d.image_size}")
     if not d.depth_sigma >= 0:
         raise AnodetError(f"data.depth_sigma must be >= 0 (0 = no smoothing), got {d.depth_sigma}")
+    if not d.depth_relief_step >= 0:
+        raise AnodetError(f"data.depth_relief_step must be >= 0 metres (0 = plain fit), got {d.depth_relief_step}")
     if not d.depth_relief_sigma >= 0:
         raise AnodetError(f"data.depth_relief_sigma must be >= 0 (0 = raw depth), got {d.depth_relief_sigma}")
     if m.feature_size < 2 or m.latent_dim < 1 or m.smooth_kernel < 1:
