@@ -36,8 +36,46 @@ from anodet.train import train
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
+# The candidates of issue 22, named as in benchmarks/README.md ("Hard suite"). Each states every key
+# it relies on, so a row means the same whatever rgbd_lite's defaults are when it is rerun.
+_RELIEF = {"depth_relief_sigma": 16.0, "depth_sigma": 2.0}  # Gaussian-fit relief, 2 px low-pass first
+_EDGE = {**_RELIEF, "depth_relief_step": 0.0015}  # edge-aware fit: steps over ~1.5 mm are structure
+_V1 = {"data": {"depth_relief_sigma": 0.0, "depth_relief_step": 0.0, "depth_sigma": 0.0},
+       "model": {"depth_stride": 2, "feature_size": 32, "depth_gain": 0.5, "score_fusion": "joint"}}
+_E2_MODEL = {"depth_stride": 1, "feature_size": 64, "depth_gain": 0.5, "score_fusion": "max"}
+
+
+def _lite(data: dict | None = None, **model) -> dict:
+    return {"preset": "rgbd_lite", "data": {**_V1["data"], **(data or {})}, "model": {**_V1["model"], **model}}
+
+
 VARIANTS: dict[str, dict] = {
-    "rgbd_lite": {"preset": "rgbd_lite"},
+    "rgbd_lite": {"preset": "rgbd_lite"},  # as shipped by the anodet that runs this
+    "rgbd_lite_v1": _lite(),  # rgbd_lite before issue 22
+    "relief16": _lite({"depth_relief_sigma": 16.0}),
+    "r16s2g2": _lite(_RELIEF, depth_gain=2.0),
+    "r16s2g4": _lite(_RELIEF, depth_gain=4.0),
+    "r32s2g2": _lite({**_RELIEF, "depth_relief_sigma": 32.0}, depth_gain=2.0),
+    "s2g2": _lite({"depth_sigma": 2.0}, depth_gain=2.0),
+    "r16s2g2c32": _lite(_RELIEF, depth_gain=2.0, reduce_channels=32),
+    "r16s2g2ds1": _lite(_RELIEF, depth_gain=2.0, depth_stride=1),
+    "r16s2g2f64": _lite(_RELIEF, depth_gain=2.0, feature_size=64),
+    "r16s2g2orth": _lite(_RELIEF, depth_gain=2.0, reduction="orthogonal"),
+    "C1std": _lite(_RELIEF, depth_gain=2.0, depth_stride=1, feature_size=64, score_fusion="max"),
+    "E1": _lite(_EDGE, **{**_E2_MODEL, "depth_gain": 2.0}),
+    "E2": _lite(_EDGE, **_E2_MODEL),
+    "E2j": _lite(_EDGE, **{**_E2_MODEL, "score_fusion": "joint"}),
+    "E2c32": _lite(_EDGE, **_E2_MODEL, reduce_channels=32),
+    "E2b2": _lite(_EDGE, **{**_E2_MODEL, "blur_sigma": 2.0}),
+    "E2g025": _lite(_EDGE, **{**_E2_MODEL, "depth_gain": 0.25}),
+    "E2_320": _lite({**_EDGE, "image_size": 320, "depth_relief_sigma": 20.0, "depth_sigma": 2.5},
+                    **{**_E2_MODEL, "feature_size": 80}),
+    "E2c48": _lite(_EDGE, **_E2_MODEL, reduce_channels=48),
+    "E2c32b2": _lite(_EDGE, **{**_E2_MODEL, "blur_sigma": 2.0}, reduce_channels=32),
+    "E2c32ds2": _lite(_EDGE, **{**_E2_MODEL, "depth_stride": 2}, reduce_channels=32),
+    "E2c32ds2f48": _lite(_EDGE, **{**_E2_MODEL, "depth_stride": 2, "feature_size": 48}, reduce_channels=32),
+    "E2c32ds2f32": _lite(_EDGE, **{**_E2_MODEL, "depth_stride": 2, "feature_size": 32}, reduce_channels=32),
+    "E2c32l96": _lite(_EDGE, **_E2_MODEL, reduce_channels=32, latent_dim=96),
 }
 
 

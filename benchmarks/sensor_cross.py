@@ -47,6 +47,7 @@ CASES = {  # train data -> (test frames of which data, streamed as a z16 recordi
 }
 VARIANTS = {  # config-section overrides of the preset; each states its depth augmentation, so a
     # row means the same whatever the preset's default is (rgbd_lite now ships with q1mm)
+    "as_shipped": {},  # the preset as this anodet ships it, whatever that is
     "sigma0": {"data": {"depth_sigma": 0.0}, "train": {"depth_augment_units": []}},
     "sigma1": {"data": {"depth_sigma": 1.0}, "train": {"depth_augment_units": []}},
     "sigma2": {"data": {"depth_sigma": 2.0}, "train": {"depth_augment_units": []}},
