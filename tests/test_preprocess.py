@@ -264,7 +264,7 @@ def test_spec_without_depth_sigma_loads_as_before():
 
 
 def test_local_relief_removes_pose_and_keeps_a_dent():
-    from anodet.preprocess import local_relief
+    from anodet.relief import local_relief
 
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
     tilted = 0.5 + 0.0001 * xx + 0.00005 * yy  # 2.5 cm across the frame
@@ -292,13 +292,13 @@ def test_prepare_frame_relief_scales_sigma_to_the_frame():
 
 
 def test_robust_relief_is_not_bent_by_a_machined_step():
-    from anodet.preprocess import local_relief
+    from anodet.relief import local_relief
 
     _, xx = np.mgrid[0:128, 0:256].astype(np.float32)
     depth = (0.5 + 0.00005 * xx - 0.006 * (xx > 128)).astype(np.float32)  # tilted face, 6 mm step
     face = slice(100, 116)  # the face just left of the step
     plain = local_relief(depth, 16.0)
     robust = local_relief(depth, 16.0, step_m=0.0015)
-    band = lambda r: np.abs(r[40:88, face] - np.median(r[40:88, 20:60]))  # noqa: E731
+    band = lambda r: np.abs(r[40:88, face] - np.median(r[40:88, 20:60]))
     assert band(plain).max() > 0.001  # the flat fit bends towards the other side of the step
     assert band(robust).max() < 5e-4
