@@ -208,6 +208,171 @@ def run_case(extra: list, needle: str) -> Callable:
     return build
 
 
+def alias_case(build_args: Callable[[Path, Callable], tuple[list, list[Path]]], needle: str) -> Callable:
+    """An output option naming an input (issue 24, item 1): refused before anything is written."""
+    def build(tmp, fx) -> Case:
+        args, watched = build_args(tmp, fx)
+        return Case(args, needle, watched)
+
+    return build
+
+
+def model_copy(tmp: Path, fx) -> Path:
+    dst = tmp / "m.onnx"
+    shutil.copy(fx("exported"), dst)
+    return dst
+
+
+def data_copy(tmp: Path, fx) -> Path:
+    dst = tmp / "data"
+    shutil.copytree(fx("synth_data"), dst)
+    return dst
+
+
+def linked(target: Path, link: Path, hard: bool = False) -> Path:
+    import os
+
+    (os.link if hard else os.symlink)(target, link)
+    return link
+
+
+def small_recording(tmp: Path) -> Path:
+    pytest.importorskip("pyrealsense2")
+    from fake_model import flat_frame
+
+    from anodet.runtime.recorder import write_recording
+
+    rec = tmp / "rec" / "r.db3"
+    rec.parent.mkdir()
+    write_recording(rec, [flat_frame(24, 32, seed=i) for i in range(2)])
+    return rec
+
+
+def _run_events_is_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", m], [m]
+
+
+def _run_events_dot_path(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", tmp / "." / ".." / tmp.name / "m.onnx"], [m]
+
+
+def _run_video_symlink(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--video", linked(m, tmp / "v.mp4")], [m]
+
+
+def _run_events_hard_link(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", linked(m, tmp / "e.jsonl", hard=True)], [m]
+
+
+def _run_anomalies_hold_source(tmp, fx):
+    m, data = model_copy(tmp, fx), data_copy(tmp, fx)
+    images = sorted((data / "test").rglob("*.png"))
+    return ["run", "--model", m, "--source", data / "test", "--save-anomalies", data], images
+
+
+def _run_events_in_source(tmp, fx):
+    m, data = model_copy(tmp, fx), data_copy(tmp, fx)
+    return ["run", "--model", m, "--source", data / "test", "--events", data / "test" / "e.jsonl"], [m]
+
+
+def _engine_sidecar(tmp, fx):
+    engine = tmp / "m.engine"
+    engine.write_bytes(b"plan")
+    side = tmp / "m.engine.json"
+    side.write_text("{}")
+    return ["run", "--model", engine, "--source", "synthetic:2", "--events", side], [engine, side]
+
+
+def _train_out_in_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["train", "--config", fx("tiny_yaml"), "--data", data, "--out", data / "runs"], []
+
+
+def _train_out_is_config(tmp, fx):
+    cfg = tmp / "cfg.yaml"
+    shutil.copy(fx("tiny_yaml"), cfg)
+    return ["train", "--config", cfg, "--data", fx("synth_data"), "--out", tmp], [cfg]
+
+
+def _eval_out_holds_checkpoint(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    return ["eval", "--checkpoint", exp / "checkpoints" / "best.pt", "--data", fx("synth_data"), "--out", exp], \
+        experiment_files(exp)
+
+
+def _eval_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["eval", "--model", model_copy(tmp, fx), "--data", data, "--out", linked(data, tmp / "d2")], []
+
+
+def _ablate_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["ablate", "--data", data, "--out", data / "." / "train"], []
+
+
+def _bench_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["bench", "--model", model_copy(tmp, fx), "--data", data, "--out", data], []
+
+
+def _export_onnx_over_checkpoint(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    ckpt = exp / "checkpoints" / "best.pt"
+    return ["export", "onnx", "--checkpoint", ckpt, "-o", linked(ckpt, tmp / "x.onnx", hard=True), "--force"], [ckpt]
+
+
+def _export_int8_over_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "int8", "--model", m, "--calib", fx("synth_data"), "-o", m, "--force"], [m]
+
+
+def _export_tensorrt_cache_is_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "tensorrt", "--model", m, "-o", tmp / "m.engine", "--timing-cache", m], [m]
+
+
+def _export_triton_repo_holds_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "triton", "--model", m, "-o", tmp, "--force"], [m]
+
+
+def _export_openvino_over_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "openvino", "--model", m, "-o", linked(m, tmp / "m.xml"), "--force"], [m]
+
+
+def _capture_out_holds_recording(tmp, fx):
+    rec = small_recording(tmp)
+    return ["capture", "--source", rec, "--out", rec.parent], [rec]
+
+
+ALIAS_CASES = {
+    "run --events is the model": alias_case(_run_events_is_model, "same file as --model"),
+    "run --events is the model by ./..": alias_case(_run_events_dot_path, "same file as --model"),
+    "run --video is a symlink to the model": alias_case(_run_video_symlink, "same file as --model"),
+    "run --events is a hard link to the model": alias_case(_run_events_hard_link, "same file as --model"),
+    "run --save-anomalies holds the source": alias_case(_run_anomalies_hold_source, "contains --source"),
+    "run --events inside the source folder": alias_case(_run_events_in_source, "lies inside --source"),
+    "run --events is the engine's sidecar": alias_case(_engine_sidecar, "the sidecar of --model"),
+    "train --out inside --data": alias_case(_train_out_in_data, "lies inside --data"),
+    "train --out holds --config": alias_case(_train_out_is_config, "contains --config"),
+    "eval --out holds the checkpoint": alias_case(_eval_out_holds_checkpoint, "contains --checkpoint"),
+    "eval --out is a symlink to --data": alias_case(_eval_out_is_data, "same file as --data"),
+    "ablate --out inside --data": alias_case(_ablate_out_is_data, "lies inside --data"),
+    "bench --out is --data": alias_case(_bench_out_is_data, "same file as --data"),
+    "export onnx -o is a hard link to the checkpoint": alias_case(_export_onnx_over_checkpoint, "--checkpoint"),
+    "export int8 -o is --model": alias_case(_export_int8_over_model, "same file as --model"),
+    "export tensorrt --timing-cache is --model": alias_case(_export_tensorrt_cache_is_model, "--timing-cache"),
+    "export triton -o holds --model": alias_case(_export_triton_repo_holds_model, "contains --model"),
+    "export openvino -o is a symlink to --model": alias_case(_export_openvino_over_model, "same file as --model"),
+    "capture --out holds the recording": alias_case(_capture_out_holds_recording, "contains --source"),
+}
+
+
 CASES = {
     "train over an experiment": train_over_existing,
     "train --resume --force": resume_and_force,
@@ -244,6 +409,7 @@ CASES = {
     "run events on /dev/full": run_case(["--events", "/dev/full"], "/dev/full"),
     # sysfs refuses new files even to root, where the up-front access check passes
     "run video where no file can be made": run_case(["--video", "/sys/anodet.mp4"], "cannot write video"),
+    **ALIAS_CASES,
 }
 
 
