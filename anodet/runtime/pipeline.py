@@ -29,7 +29,7 @@ from anodet.runtime.frames import Sink, Source
 from anodet.runtime.judge import judge_batch
 from anodet.runtime.sinks.anomalies import SaveAnomaliesSink
 from anodet.runtime.sinks.events import EventsSink
-from anodet.runtime.sinks.stats import StatsLogger, latency_percentile
+from anodet.runtime.sinks.stats import StatsLogger
 from anodet.runtime.sinks.video import DisplaySink, VideoSink
 from anodet.runtime.sources.forms import open_source
 from anodet.runtime.summary import RunSummary, SkipLog
@@ -159,8 +159,8 @@ def _stream(
     capture = threading.Thread(
         target=capture_frames, args=(source, queue, stop), name="anodet-capture", daemon=True
     )
-    summary = RunSummary(backend=model.name)
-    stats, skips, failures = StatsLogger(stats_every), SkipLog("skipped"), SkipLog("failed")
+    summary = RunSummary(backend=model.name, live=source.live)
+    stats, skips, failures = StatsLogger(stats_every, source.live), SkipLog("skipped"), SkipLog("failed")
     start = time.perf_counter()
     first_at: float | None = None
     taken = 0
@@ -208,8 +208,7 @@ def _stream(
     summary.lost = int(getattr(source, "lost", 0))
     summary.reconnects = int(getattr(source, "reconnects", 0))
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    summary.latency_p50_ms = latency_percentile(stats.latencies, 50)
-    summary.latency_p95_ms = latency_percentile(stats.latencies, 95)
+    summary.set_latencies(stats.latencies.percentiles())
     summary.input_warnings = list(monitor.problems.values())
     stats.maybe_log(
         drops=summary.drops, skipped=summary.skipped, anomalies=summary.anomalies, force=True,
