@@ -51,6 +51,15 @@ class CaptureResult:
     files: list[str] = field(default_factory=list)
 
 
+class CaptureError(AnodetError):
+    """A capture that failed; ``failure`` is its cause without the note on what was kept
+    (a caller that removes the folder must not point users at it)."""
+
+    def __init__(self, message: str, failure: str):
+        super().__init__(message)
+        self.failure = failure
+
+
 def check_split(split: str) -> str:
     """The split folder, e.g. ``train/normal`` or ``test/anomaly/scratch``; else AnodetError."""
     norm = split.strip().strip("/")
@@ -268,10 +277,10 @@ def capture(source: Source, out: str | Path, split: str, *, depth_format: str = 
     if failure is None:
         return res
     if not res.written:
-        raise AnodetError(failure)
+        raise CaptureError(failure, failure)
     note = "" if saved is True else f" (capture.json could not be updated: {saved})"
-    raise AnodetError(f"{failure}; the {res.written} frames captured before "
-                      f"({res.files[0]}..{res.files[-1]}) are kept in {folder}{note}")
+    raise CaptureError(f"{failure}; the {res.written} frames captured before "
+                       f"({res.files[0]}..{res.files[-1]}) are kept in {folder}{note}", failure)
 
 
 def _save(log: CaptureLog, session: dict, res: CaptureResult, source: Source,

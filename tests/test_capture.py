@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,26 @@ def test_own_camera_walkthrough(tmp_path, tiny_yaml, monkeypatch):
         assert res.exit_code == 0, (args[0], res.output)
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert len(events) == len(line) and all(np.isfinite(e["score"]) for e in events)
+
+
+def test_failed_recording_extraction_names_only_folders_that_exist(tmp_path, rec, monkeypatch):
+    """Issue 24, item 5: the message once said the frames were kept in the removed temp folder."""
+    import re
+
+    monkeypatch.setenv("ANODET_CACHE", str(tmp_path / "cache"))
+    real_write, calls = capmod._PairWriter.write, []
+
+    def full_disk(self, stem, frame):
+        calls.append(stem)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "rgb" / f"{stem}.png"))
+        return real_write(self, stem, frame)
+
+    monkeypatch.setattr(capmod._PairWriter, "write", full_disk)
+    with pytest.raises(AnodetError, match="No space left on device") as err:
+        discover(rec)
+    message = str(err.value)
+    assert "nothing was cached" in message and "kept in" not in message
+    assert not any((tmp_path / "cache" / "recordings").iterdir())
+    named = [p.rstrip(";:,.)") for p in re.findall(r"(?:^|\s)(/[^\s]+)", message)]
+    assert named and all(Path(p).exists() for p in named), message
