@@ -342,3 +342,19 @@ def test_failed_recording_extraction_names_only_folders_that_exist(tmp_path, rec
     assert not any((tmp_path / "cache" / "recordings").iterdir())
     named = [p.rstrip(";:,.)") for p in re.findall(r"(?:^|\s)(/[^\s]+)", message)]
     assert named and all(Path(p).exists() for p in named), message
+
+
+@pytest.mark.parametrize("splits", [("test/normal", "test/anomaly/dent"), ("test/anomaly",)])
+def test_eval_takes_a_captured_folder_with_only_a_test_split(tmp_path, rec, exported, splits):
+    """Issue 24, item 5: anodet-eval refused it for want of train/normal, which it never reads."""
+    parts = tmp_path / "parts"
+    for split in splits:
+        assert cli("--source", rec, "--out", parts, "--split", split, "--max", "3")[0] == 0
+    res = CliRunner().invoke(main, ["eval", "--model", str(exported), "--data", str(parts), "--out",
+                                    str(tmp_path / "e"), "--no-report"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["num_images"] == 3 * len(splits)
+    assert discover(parts, need_train=False).train == []
+    with pytest.raises(AnodetError, match="no known dataset layout"):  # training still needs train/
+        discover(parts)

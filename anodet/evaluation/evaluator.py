@@ -99,7 +99,7 @@ def evaluate_model(mut: ModelUnderTest, data: str | Path, out: str | Path, *, sa
     if batch < 1:
         raise AnodetError(f"--batch must be >= 1, got {batch}")
     need_depth = mut.in_channels == 4
-    ds = discover(data, need_depth=need_depth)
+    ds = discover(data, need_depth=need_depth, need_train=False)
     log.info("data: %s", describe(ds))
     if not ds.test:
         raise AnodetError(f"{data}: the test split is empty; nothing to evaluate")
