@@ -54,6 +54,8 @@ def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events,
         if hasattr(model, "close"):
             model.close()
     click.echo(str(summary), err=events is not None and str(events) == "-")
+    if summary.stopped_by == "source lost":
+        sys.exit(1)  # the events are complete, but a supervisor must see that the camera is gone
 
 
 @click.command("bench")

@@ -32,6 +32,7 @@ from anodet.runtime.sinks.events import EventsSink
 from anodet.runtime.sinks.stats import StatsLogger
 from anodet.runtime.sinks.video import DisplaySink, VideoSink
 from anodet.runtime.sources.forms import open_source
+from anodet.runtime.sources.live import SourceLost
 from anodet.runtime.summary import RunSummary, SkipLog
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,10 @@ def _stream(
             want = batch if max_frames is None else min(batch, max_frames - taken)
             frames = queue.get_batch(want, timeout=0.1, wait_full=not source.live)
             if frames is None:
+                if isinstance(queue.error, SourceLost) and taken:  # unplugged mid-stream: end it
+                    logger.error("%s; ending the stream", queue.error)
+                    summary.stopped_by, summary.source_lost = "source lost", str(queue.error)
+                    break
                 if queue.error is not None:
                     raise queue.error
                 summary.stopped_by = "stop" if stop.is_set() else "end"  # capture saw stop first

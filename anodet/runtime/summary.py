@@ -38,7 +38,8 @@ class RunSummary:
     seconds: float = 0.0
     correct: int = 0  # frames with a known truth whose verdict matched it
     labelled: int = 0
-    stopped_by: str = "end"  # end | max_frames | stop (signal, q key)
+    stopped_by: str = "end"  # end | max_frames | stop (signal, q key) | source lost (unplugged)
+    source_lost: str = ""  # why a live source ended the stream
     backend: str = ""
     input_warnings: list[str] = field(default_factory=list)  # live frames unlike the training frames
 
@@ -61,6 +62,7 @@ class RunSummary:
             f"{describe_latency(self._percentiles(), self.live)}, {acc} "
             f"({self.backend}, stopped by {self.stopped_by})"
             + "".join(f"; input drift: {w}" for w in self.input_warnings)
+            + (f"; {self.source_lost}" if self.source_lost else "")
         )
 
 
