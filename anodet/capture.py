@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 from anodet.capture_log import CaptureLog, describe_profile, now_iso
-from anodet.errors import AnodetError
+from anodet.errors import AnodetError, CaptureError
 from anodet.progress import progress_bar
 from anodet.runtime.frames import Frame, Source
 from anodet.runtime.sources import RECORDING_SUFFIXES
@@ -49,15 +49,6 @@ class CaptureResult:
     lost: int = 0  # recorded frame sets the SDK never played (RecordingSource.lost)
     stopped_by: str = "end"
     files: list[str] = field(default_factory=list)
-
-
-class CaptureError(AnodetError):
-    """A capture that failed; ``failure`` is its cause without the note on what was kept
-    (a caller that removes the folder must not point users at it)."""
-
-    def __init__(self, message: str, failure: str):
-        super().__init__(message)
-        self.failure = failure
 
 
 def check_split(split: str) -> str:

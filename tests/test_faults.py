@@ -600,7 +600,7 @@ def test_disk_filling_during_events_keeps_complete_lines(tmp_path, exported, mon
             return super().write(data)
 
     def filling_open(path, mode, **kwargs):  # the events file; its truncation opens it for real
-        return FillingDisk(path, mode) if mode == "ab" else io.open(path, mode, **kwargs)
+        return FillingDisk(path, mode) if mode == "ab" else open(path, mode, **kwargs)
 
     monkeypatch.setattr(sinks, "open", filling_open, raising=False)
     events = tmp_path / "e.jsonl"
@@ -642,7 +642,7 @@ def test_disk_filling_during_video_stops_while_it_is_playable(tmp_path, exported
 def test_camera_unplugged_mid_stream_ends_cleanly_and_says_so(tmp_path, exported, monkeypatch):
     from fake_model import FlakyDevice
 
-    import anodet.runtime.pipeline as pipeline
+    from anodet.runtime import pipeline
 
     # --source realsense opens this fake camera instead: 4 frames, then unplugged for good
     monkeypatch.setattr(pipeline, "open_source", lambda spec, **kw: FlakyDevice(

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from anodet.errors import AnodetError
+from anodet.errors import AnodetError, CaptureError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def recording_dataset(path: str | Path, *, progress: bool = True) -> Path:
     Reuses a complete earlier extraction of the same unchanged file. Raises AnodetError for a
     recording that cannot be played or lacks colour or depth, and when frames were lost.
     """
-    from anodet.capture import CaptureError, capture, open_capture_source
+    from anodet.capture import capture, open_capture_source
 
     path = Path(path)
     final = cache_root() / f"{path.stem}-{_key(path)}"
