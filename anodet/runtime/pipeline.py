@@ -212,6 +212,8 @@ def _stream(
     summary.drops, summary.skipped, summary.failed = queue.drops, skips.count, failures.count
     summary.lost = int(getattr(source, "lost", 0))
     summary.reconnects = int(getattr(source, "reconnects", 0))
+    summary.restarts = int(getattr(source, "restarts", 0))
+    summary.mispaired = int(getattr(source, "mispaired", 0))
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     summary.set_latencies(stats.latencies.percentiles())
     summary.input_warnings = list(monitor.problems.values())

@@ -27,6 +27,8 @@ class RunSummary:
     failed: int = 0  # frames whose model output was not finite or broke the contract
     lost: int = 0  # recorded frames the player never delivered (playback only)
     reconnects: int = 0
+    restarts: int = 0  # recording playback processes that died and were restarted where they stopped
+    mispaired: int = 0  # recorded sets whose colour and depth differ in time (left for a later pass)
     fps: float = 0.0
     latency_p50_ms: float = 0.0  # arrival to decision
     latency_p95_ms: float = 0.0
@@ -54,7 +56,9 @@ class RunSummary:
     def __str__(self) -> str:
         acc = f"accuracy {self.correct}/{self.labelled}" if self.labelled else "accuracy n/a"
         extra = "".join(
-            f", {n} {what}" for n, what in ((self.failed, "failed"), (self.lost, "lost")) if n
+            f", {n} {what}" for n, what in ((self.failed, "failed"), (self.lost, "lost"),
+                                             (self.restarts, "playback restarts"),
+                                             (self.mispaired, "mispaired sets deferred")) if n
         )
         return (
             f"{self.frames} frames, {self.anomalies} anomalous, {self.drops} dropped, "
