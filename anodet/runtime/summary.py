@@ -16,7 +16,7 @@ class RunSummary:
     """What a run did. Every frame a source produced is in exactly one of frames (judged),
     skipped (bad input), failed (the model's output was unusable) or drops (live only);
     lost counts recorded frames the recording player never delivered. fps counts judged
-    frames over the wall time of the stream. Latencies in ms (anodet.runtime.latency):
+    frames over the wall time of the stream. Latencies in ms (anodet.runtime.sinks.latency):
     processing for every source, queue wait apart, latency_* = arrival-to-decision, which
     the text shows for live sources only (playback frames wait in the queue by design)."""
 
