@@ -22,10 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 import tifffile
-from tqdm import tqdm
 
 from anodet.capture_log import CaptureLog, describe_profile, now_iso
-from anodet.errors import AnodetError
+from anodet.errors import AnodetError, CaptureError
+from anodet.progress import progress_bar
 from anodet.runtime.frames import Frame, Source
 from anodet.runtime.sources import RECORDING_SUFFIXES
 
@@ -216,7 +216,7 @@ def capture(source: Source, out: str | Path, split: str, *, depth_format: str = 
                         stride=stride, interval_s=interval, max_frames=max_frames,
                         first_index=res.first_index)
     total = max_frames or (getattr(source, "expected", None) or 0) // stride or None
-    bar = tqdm(total=total, desc=f"capture {split}", unit="frame", disable=not progress)
+    bar = progress_bar(total=total, desc=f"capture {split}", unit="frame", disable=not progress)
     frames, writer, seen, last_kept, failure = iter(source), None, 0, None, None
     try:
         for frame in frames:
@@ -268,10 +268,10 @@ def capture(source: Source, out: str | Path, split: str, *, depth_format: str = 
     if failure is None:
         return res
     if not res.written:
-        raise AnodetError(failure)
+        raise CaptureError(failure, failure)
     note = "" if saved is True else f" (capture.json could not be updated: {saved})"
-    raise AnodetError(f"{failure}; the {res.written} frames captured before "
-                      f"({res.files[0]}..{res.files[-1]}) are kept in {folder}{note}")
+    raise CaptureError(f"{failure}; the {res.written} frames captured before "
+                       f"({res.files[0]}..{res.files[-1]}) are kept in {folder}{note}", failure)
 
 
 def _save(log: CaptureLog, session: dict, res: CaptureResult, source: Source,

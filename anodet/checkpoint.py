@@ -58,7 +58,13 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load means a damaged file
         raise AnodetError(f"checkpoint {path} is corrupt or not a checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("anodet-checkpoint/") and fmt != FORMAT:
+        raise AnodetError(
+            f"checkpoint {path} has format {fmt} (written by anodet {ckpt.get('anodet_version', '?')}); "
+            f"this anodet {__version__} reads {FORMAT}: retrain, or use the anodet version that wrote it"
+        )
+    if fmt != FORMAT:
         raise AnodetError(f"{path} is not an anodet checkpoint")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:

@@ -126,7 +126,7 @@ def main(out: Path, preset: str, weights: str, epochs: int, frames: int, size: i
             ("ONNX Runtime CPU, session.run", percentile(ort_ms, 50)),
             # Queue time is left out: in playback the reader runs ahead and frames wait their turn.
             ("runtime per frame (preprocess+infer+post)",
-             percentile([x["preprocess"] + x["inference"] + x["postprocess"] for x in lat], 50))]
+             percentile([x["processing"] for x in lat], 50))]
     click.echo(f"{'path':<44} {'p50 ms':>8}")
     for name, ms in rows:
         click.echo(f"{name:<44} {ms:>8.1f}")

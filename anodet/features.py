@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from anodet.models.aligner import MomentAccumulator, fit_aligner
 from anodet.models.detector import Detector
+from anodet.progress import progress_bar
 
 FIT_IMAGES = 128  # enough pixels for stable moments; bounds the memory of the fitting pass
 
 
 def _batches(rgb: np.ndarray, depth: np.ndarray | None, batch: int, device: torch.device, desc: str):
     n = rgb.shape[0]
-    for i in tqdm(range(0, n, batch), desc=desc, unit="batch", leave=False, disable=n <= batch):
+    for i in progress_bar(range(0, n, batch), desc=desc, unit="batch", leave=False, disable=n <= batch):
         r = torch.from_numpy(rgb[i : i + batch]).to(device)
         d = torch.from_numpy(depth[i : i + batch]).to(device) if depth is not None else None
         yield r, d

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from anodet import config as cfgmod
 from anodet.calibration import pixel_threshold, threshold
@@ -31,6 +30,7 @@ from anodet.experiment import failed_run_cleanup, log_to, prepare_out_dir, resol
 from anodet.features import FIT_IMAGES, aligned_features, fit_fixed_part
 from anodet.models.detector import Detector, build_detector, centred_depth
 from anodet.preprocess import load_depth, load_rgb
+from anodet.progress import progress_bar
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 4
@@ -206,7 +206,7 @@ def _train(cfg, data, out_dir, weights, dev, resume_state, start) -> TrainResult
               "input_stats": stats}
     last_save = 0.0
     epoch = first_epoch - 1
-    bar = tqdm(range(first_epoch, t.epochs + 1), desc="training", unit="epoch", initial=first_epoch - 1, total=t.epochs)
+    bar = progress_bar(range(first_epoch, t.epochs + 1), desc="training", unit="epoch", initial=first_epoch - 1, total=t.epochs)
     for epoch in bar:
         ep_start = time.perf_counter()
         ae.train()

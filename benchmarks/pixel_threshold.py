@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 import torch
 from _common import WORK, table, write_result
-from tqdm import tqdm
 
 from anodet import config as cfgmod
 from anodet.artifact import DECISION_THRESHOLD
@@ -32,6 +31,7 @@ from anodet.data.synthetic import write_dataset
 from anodet.evaluation.metrics import image_auroc
 from anodet.models.detector import load_detector
 from anodet.models.scoring import gaussian_kernel
+from anodet.progress import progress_bar
 from anodet.train import train
 
 BUDGETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01)
@@ -44,7 +44,7 @@ def errors(det, samples, spec, need_depth):
     """Per-position squared error before blurring (N x 1 x F x F) and ground truths at S x S."""
     errs, gts = [], []
     s = spec.image_size
-    for smp in tqdm(samples, desc="errors", unit="img", leave=False):
+    for smp in progress_bar(samples, desc="errors", unit="img", leave=False):
         rgb, depth, _ = load_sample(smp, spec, need_depth=need_depth)
         feats = det.features(torch.from_numpy(rgb[None]), None if depth is None else torch.from_numpy(depth[None]))
         errs.append(det.scorer.error(feats, det.autoencoder(feats)))

@@ -58,6 +58,7 @@ def main() -> None:
                 names = [json.loads(line)["name"] for line in events.read_text().splitlines()]
                 exact = names == [f"frame {i}" for i in range(n)]
                 results.append({"frames": n, "rep": rep, "judged": s.frames, "lost": s.lost, "skipped": s.skipped,
+                                "restarts": s.restarts, "mispaired": s.mispaired,
                                 "failed": s.failed, "in_order_exactly_once": exact,
                                 "seconds": time.perf_counter() - t0})
                 print(results[-1], flush=True)

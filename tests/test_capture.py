@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,42 @@ def test_own_camera_walkthrough(tmp_path, tiny_yaml, monkeypatch):
         assert res.exit_code == 0, (args[0], res.output)
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert len(events) == len(line) and all(np.isfinite(e["score"]) for e in events)
+
+
+def test_failed_recording_extraction_names_only_folders_that_exist(tmp_path, rec, monkeypatch):
+    """Issue 24, item 5: the message once said the frames were kept in the removed temp folder."""
+    import re
+
+    monkeypatch.setenv("ANODET_CACHE", str(tmp_path / "cache"))
+    real_write, calls = capmod._PairWriter.write, []
+
+    def full_disk(self, stem, frame):
+        calls.append(stem)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "rgb" / f"{stem}.png"))
+        return real_write(self, stem, frame)
+
+    monkeypatch.setattr(capmod._PairWriter, "write", full_disk)
+    with pytest.raises(AnodetError, match="No space left on device") as err:
+        discover(rec)
+    message = str(err.value)
+    assert "nothing was cached" in message and "kept in" not in message
+    assert not any((tmp_path / "cache" / "recordings").iterdir())
+    named = [p.rstrip(";:,.)") for p in re.findall(r"(?:^|\s)(/[^\s]+)", message)]
+    assert named and all(Path(p).exists() for p in named), message
+
+
+@pytest.mark.parametrize("splits", [("test/normal", "test/anomaly/dent"), ("test/anomaly",)])
+def test_eval_takes_a_captured_folder_with_only_a_test_split(tmp_path, rec, exported, splits):
+    """Issue 24, item 5: anodet-eval refused it for want of train/normal, which it never reads."""
+    parts = tmp_path / "parts"
+    for split in splits:
+        assert cli("--source", rec, "--out", parts, "--split", split, "--max", "3")[0] == 0
+    res = CliRunner().invoke(main, ["eval", "--model", str(exported), "--data", str(parts), "--out",
+                                    str(tmp_path / "e"), "--no-report"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["num_images"] == 3 * len(splits)
+    assert discover(parts, need_train=False).train == []
+    with pytest.raises(AnodetError, match="no known dataset layout"):  # training still needs train/
+        discover(parts)

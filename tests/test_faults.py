@@ -208,6 +208,195 @@ def run_case(extra: list, needle: str) -> Callable:
     return build
 
 
+def cli_case(build_args: Callable[[Path, Callable], tuple[list, list[Path]]], needle: str) -> Callable:
+    """A case from a function that builds its files and returns (arguments, files to watch)."""
+    def build(tmp, fx) -> Case:
+        args, watched = build_args(tmp, fx)
+        return Case(args, needle, watched)
+
+    return build
+
+
+def model_copy(tmp: Path, fx) -> Path:
+    dst = tmp / "m.onnx"
+    shutil.copy(fx("exported"), dst)
+    return dst
+
+
+def data_copy(tmp: Path, fx) -> Path:
+    dst = tmp / "data"
+    shutil.copytree(fx("synth_data"), dst)
+    return dst
+
+
+def linked(target: Path, link: Path, hard: bool = False) -> Path:
+    import os
+
+    (os.link if hard else os.symlink)(target, link)
+    return link
+
+
+def small_recording(tmp: Path) -> Path:
+    pytest.importorskip("pyrealsense2")
+    from fake_model import flat_frame
+
+    from anodet.runtime.recorder import write_recording
+
+    rec = tmp / "rec" / "r.db3"
+    rec.parent.mkdir()
+    write_recording(rec, [flat_frame(24, 32, seed=i) for i in range(2)])
+    return rec
+
+
+def _run_events_is_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", m], [m]
+
+
+def _run_events_dot_path(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", tmp / "." / ".." / tmp.name / "m.onnx"], [m]
+
+
+def _run_video_symlink(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--video", linked(m, tmp / "v.mp4")], [m]
+
+
+def _run_events_hard_link(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["run", "--model", m, "--source", "synthetic:2", "--events", linked(m, tmp / "e.jsonl", hard=True)], [m]
+
+
+def _run_anomalies_hold_source(tmp, fx):
+    m, data = model_copy(tmp, fx), data_copy(tmp, fx)
+    images = sorted((data / "test").rglob("*.png"))
+    return ["run", "--model", m, "--source", data / "test", "--save-anomalies", data], images
+
+
+def _run_events_in_source(tmp, fx):
+    m, data = model_copy(tmp, fx), data_copy(tmp, fx)
+    return ["run", "--model", m, "--source", data / "test", "--events", data / "test" / "e.jsonl"], [m]
+
+
+def _engine_sidecar(tmp, fx):
+    engine = tmp / "m.engine"
+    engine.write_bytes(b"plan")
+    side = tmp / "m.engine.json"
+    side.write_text("{}")
+    return ["run", "--model", engine, "--source", "synthetic:2", "--events", side], [engine, side]
+
+
+def _train_out_in_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["train", "--config", fx("tiny_yaml"), "--data", data, "--out", data / "runs"], []
+
+
+def _train_out_is_config(tmp, fx):
+    cfg = tmp / "cfg.yaml"
+    shutil.copy(fx("tiny_yaml"), cfg)
+    return ["train", "--config", cfg, "--data", fx("synth_data"), "--out", tmp], [cfg]
+
+
+def _eval_out_holds_checkpoint(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    return ["eval", "--checkpoint", exp / "checkpoints" / "best.pt", "--data", fx("synth_data"), "--out", exp], \
+        experiment_files(exp)
+
+
+def _eval_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["eval", "--model", model_copy(tmp, fx), "--data", data, "--out", linked(data, tmp / "d2")], []
+
+
+def _ablate_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["ablate", "--data", data, "--out", data / "." / "train"], []
+
+
+def _bench_out_is_data(tmp, fx):
+    data = data_copy(tmp, fx)
+    return ["bench", "--model", model_copy(tmp, fx), "--data", data, "--out", data], []
+
+
+def _export_onnx_over_checkpoint(tmp, fx):
+    exp = experiment_copy(tmp, fx)
+    ckpt = exp / "checkpoints" / "best.pt"
+    return ["export", "onnx", "--checkpoint", ckpt, "-o", linked(ckpt, tmp / "x.onnx", hard=True), "--force"], [ckpt]
+
+
+def _export_int8_over_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "int8", "--model", m, "--calib", fx("synth_data"), "-o", m, "--force"], [m]
+
+
+def _export_tensorrt_cache_is_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "tensorrt", "--model", m, "-o", tmp / "m.engine", "--timing-cache", m], [m]
+
+
+def _export_triton_repo_holds_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "triton", "--model", m, "-o", tmp, "--force"], [m]
+
+
+def _export_openvino_over_model(tmp, fx):
+    m = model_copy(tmp, fx)
+    return ["export", "openvino", "--model", m, "-o", linked(m, tmp / "m.xml"), "--force"], [m]
+
+
+def _capture_out_holds_recording(tmp, fx):
+    rec = small_recording(tmp)
+    return ["capture", "--source", rec, "--out", rec.parent], [rec]
+
+
+def older_format(path: Path) -> None:
+    import torch
+
+    ckpt = torch.load(path, weights_only=True)
+    ckpt.update(format="anodet-checkpoint/0", anodet_version="0.0.3")
+    torch.save(ckpt, path)
+
+
+def _truncated_onnx(tmp, fx):
+    m = tmp / "m.onnx"
+    m.write_bytes(fx("exported").read_bytes()[: fx("exported").stat().st_size // 2])
+    return ["run", "--model", m, "--source", "synthetic:2"], [m]
+
+
+def _engine_with_another_sidecar(tmp, fx):
+    import json
+
+    engine, side = tmp / "m.engine", tmp / "m.engine.json"
+    engine.write_bytes(b"\x00" * 1000)  # stands in for a plan; its sidecar was built with another one
+    side.write_text(json.dumps({"tensorrt_version": "10.3.0", "compute_capability": "8.9", "onnx_metadata": {},
+                                "inputs": [], "outputs": [], "plan_bytes": 123456}))
+    return ["run", "--model", engine, "--source", "synthetic:2"], [engine, side]
+
+
+ALIAS_CASES = {
+    "run --events is the model": cli_case(_run_events_is_model, "same file as --model"),
+    "run --events is the model by ./..": cli_case(_run_events_dot_path, "same file as --model"),
+    "run --video is a symlink to the model": cli_case(_run_video_symlink, "same file as --model"),
+    "run --events is a hard link to the model": cli_case(_run_events_hard_link, "same file as --model"),
+    "run --save-anomalies holds the source": cli_case(_run_anomalies_hold_source, "contains --source"),
+    "run --events inside the source folder": cli_case(_run_events_in_source, "lies inside --source"),
+    "run --events is the engine's sidecar": cli_case(_engine_sidecar, "the sidecar of --model"),
+    "train --out inside --data": cli_case(_train_out_in_data, "lies inside --data"),
+    "train --out holds --config": cli_case(_train_out_is_config, "contains --config"),
+    "eval --out holds the checkpoint": cli_case(_eval_out_holds_checkpoint, "contains --checkpoint"),
+    "eval --out is a symlink to --data": cli_case(_eval_out_is_data, "same file as --data"),
+    "ablate --out inside --data": cli_case(_ablate_out_is_data, "lies inside --data"),
+    "bench --out is --data": cli_case(_bench_out_is_data, "same file as --data"),
+    "export onnx -o is a hard link to the checkpoint": cli_case(_export_onnx_over_checkpoint, "--checkpoint"),
+    "export int8 -o is --model": cli_case(_export_int8_over_model, "same file as --model"),
+    "export tensorrt --timing-cache is --model": cli_case(_export_tensorrt_cache_is_model, "--timing-cache"),
+    "export triton -o holds --model": cli_case(_export_triton_repo_holds_model, "contains --model"),
+    "export openvino -o is a symlink to --model": cli_case(_export_openvino_over_model, "same file as --model"),
+    "capture --out holds the recording": cli_case(_capture_out_holds_recording, "contains --source"),
+}
+
+
 CASES = {
     "train over an experiment": train_over_existing,
     "train --resume --force": resume_and_force,
@@ -244,6 +433,14 @@ CASES = {
     "run events on /dev/full": run_case(["--events", "/dev/full"], "/dev/full"),
     # sysfs refuses new files even to root, where the up-front access check passes
     "run video where no file can be made": run_case(["--video", "/sys/anodet.mp4"], "cannot write video"),
+    **ALIAS_CASES,
+    # issue 24, item 6: the rest of the fault table (disk, server, camera: tests below)
+    "run an ONNX file truncated on disk": cli_case(_truncated_onnx, "m.onnx"),
+    "run an engine whose sidecar belongs to another model": cli_case(_engine_with_another_sidecar,
+                                                                       "does not match its sidecar"),
+    "eval a checkpoint of an older anodet": checkpoint_case(older_format, "anodet-checkpoint/0"),
+    "export a checkpoint of an older anodet": checkpoint_case(older_format, "written by anodet 0.0.3",
+                                                              command="export"),
 }
 
 
@@ -368,3 +565,133 @@ def test_weights_pickle_error_gives_no_unsafe_advice(tiny_yaml, synth_data, tmp_
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "evil.pth" in errors[0]
     assert "weights_only" not in result.output and "two options" not in result.output
+
+
+# --- the fault table of issue 24, item 6: what the user sees ---------------------------------
+
+
+def _events_of(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_bytes().decode().splitlines()]  # each line complete
+
+
+def _error_line(output: str) -> str:
+    (line,) = [x for x in output.splitlines() if x.startswith("error:")]
+    assert "Traceback" not in output
+    return line
+
+
+def test_disk_filling_during_events_keeps_complete_lines(tmp_path, exported, monkeypatch):
+    import errno
+    import io
+
+    from anodet.runtime.sinks import events as sinks
+
+    class FillingDisk(io.FileIO):
+        """Takes 3 lines, then half of the 4th (a short write), then ENOSPC: a disk filling up."""
+
+        def write(self, data):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 4:
+                return super().write(bytes(data)[: len(data) // 2])
+            if self.calls > 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    def filling_open(path, mode, **kwargs):  # the events file; its truncation opens it for real
+        return FillingDisk(path, mode) if mode == "ab" else open(path, mode, **kwargs)
+
+    monkeypatch.setattr(sinks, "open", filling_open, raising=False)
+    events = tmp_path / "e.jsonl"
+    res = CliRunner().invoke(main, ["run", "--model", str(exported), "--source", "synthetic:10", "--events",
+                                    str(events)])
+    assert res.exit_code == 2
+    line = _error_line(res.output)
+    assert "e.jsonl failed after 3 events (No space left on device)" in line and "kept" in line
+    assert [e["index"] for e in _events_of(events)] == [0, 1, 2]  # the half line was cut off
+
+
+def test_disk_filling_during_video_stops_while_it_is_playable(tmp_path, exported, monkeypatch):
+    import collections
+
+    import cv2
+
+    from anodet.runtime.sinks import video
+
+    real, calls = video.shutil.disk_usage, []
+
+    def filling(path):
+        calls.append(path)
+        usage = real(path)
+        free = usage.free if len(calls) <= 3 else video.VIDEO_RESERVE // 2
+        return collections.namedtuple("usage", "total used free")(usage.total, usage.used, free)
+
+    monkeypatch.setattr(video.shutil, "disk_usage", filling)
+    events, mp4 = tmp_path / "e.jsonl", tmp_path / "v.mp4"
+    res = CliRunner().invoke(main, ["run", "--model", str(exported), "--source", "synthetic:10", "--events",
+                                    str(events), "--video", str(mp4)])
+    assert res.exit_code == 2
+    assert "video" in (line := _error_line(res.output)) and "disk is full" in line and "after 3 frames" in line
+    assert [e["index"] for e in _events_of(events)] == [0, 1, 2]
+    cap = cv2.VideoCapture(str(mp4))  # finalised: the frames before the full disk play back
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+
+
+def test_camera_unplugged_mid_stream_ends_cleanly_and_says_so(tmp_path, exported, monkeypatch):
+    from fake_model import FlakyDevice
+
+    from anodet.runtime import pipeline
+
+    # --source realsense opens this fake camera instead: 4 frames, then unplugged for good
+    monkeypatch.setattr(pipeline, "open_source", lambda spec, **kw: FlakyDevice(
+        total=10, fail_at=4, refusals=10**6, give_up_after=0.2))
+    events = tmp_path / "e.jsonl"
+    res = CliRunner().invoke(main, ["run", "--model", str(exported), "--source", "realsense", "--events",
+                                    str(events)])
+    assert res.exit_code == 1, res.output  # not an error line, but not "all well" for a supervisor
+    assert "Traceback" not in res.output and not [x for x in res.output.splitlines() if x.startswith("error:")]
+    summary = res.output.strip().splitlines()[-1]
+    assert "stopped by source lost" in summary and "did not come back within 0.2 s" in summary
+    judged = [e["index"] for e in _events_of(events)]  # live: a slow model may drop a frame
+    assert summary.startswith(f"{len(judged)} frames") and judged and set(judged) <= {0, 1, 2, 3}
+
+
+def test_triton_server_killed_mid_stream(tmp_path):
+    """Also in tests/test_triton_server.py; here as a row of the fault table."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("tritonclient.grpc")
+    from fake_model import make_fake_model
+
+    from anodet.errors import AnodetError
+    from anodet.export.triton import write_repository
+    from anodet.serve.triton_server import TritonServer, find_bundle
+
+    try:
+        find_bundle()
+    except AnodetError as exc:
+        pytest.skip(f"no tritonserver bundle: {exc}")
+    repo = tmp_path / "repo"
+    write_repository(make_fake_model(tmp_path / "m.onnx"), repo, flavour="python", max_batch=4, threads=1)
+    server = TritonServer(repo)
+    events = tmp_path / "e.jsonl"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "anodet.cli", "run", "--backend", "triton", "--url",
+                                 server.grpc_url, "--source", "synthetic:500", "--events", str(events),
+                                 "--retry-for", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not events.exists() or len(events.read_bytes().splitlines()) < 3):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        server.kill()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert proc.returncode == 2, err
+    assert "not reachable" in _error_line(err)
+    written = _events_of(events)
+    assert 3 <= len(written) < 500 and [e["index"] for e in written] == list(range(len(written)))

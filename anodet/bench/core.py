@@ -70,7 +70,7 @@ def _reference_outputs(arts: Artifacts, data: Path, n: int, path: Path, threads:
     try:  # no onnxruntime is an AnodetError too
         be = open_backend(fp32["path"], "onnx-cpu", threads)
         info = be.info
-        rgb, depth = load_arrays(discover(data, need_depth=info.needs_depth).test[:n], info.preprocess,
+        rgb, depth = load_arrays(discover(data, need_depth=info.needs_depth, need_train=False).test[:n], info.preprocess,
                                  need_depth=info.needs_depth)
         np.savez(path, **be.predict(rgb, depth))
     except AnodetError as exc:
@@ -90,7 +90,7 @@ def _stage_breakdown(checkpoint: Path, data: Path, warmup: int, runs: int, threa
         torch.set_num_threads(threads)
     det = load_detector(checkpoint)
     need_depth = det.cfg.model.in_channels == 4
-    sample = discover(data, need_depth=need_depth).test[0]
+    sample = discover(data, need_depth=need_depth, need_train=False).test[0]
     depth = load_depth(sample.depth_path) if need_depth else None
     cam_rgb, cam_depth = camera_frame(load_rgb(sample.rgb_path), depth)
     return stage_breakdown(det, cam_rgb, cam_depth, warmup=warmup, runs=runs, seed=seed_detector(det))
@@ -171,7 +171,7 @@ def bench(
     data = Path(data)
     if not data.is_dir():
         raise AnodetError(f"--data {data} does not exist or is not a folder")
-    if not discover(data, need_depth=False).test:
+    if not discover(data, need_depth=False, need_train=False).test:
         raise AnodetError(f"--data {data} has no test split: the benchmark runs on test frames")
     out_dir = prepare_out_dir(Path(out))
     art_dir = out_dir / "artifacts"

@@ -113,7 +113,7 @@ def measure_row(spec: dict[str, Any]) -> dict[str, Any]:
     predictor, in_channels, prep, preset, runs_on, det = _open(spec)
     result.update(runs_on=runs_on, rss_after_open_mb=rss_mb())
     need_depth = in_channels == 4
-    ds = discover(spec["data"], need_depth=need_depth)
+    ds = discover(spec["data"], need_depth=need_depth, need_train=False)
     rgb, depth = load_arrays(ds.test, prep, need_depth=need_depth, desc="test frames")
     n = rgb.shape[0]
     result["frames"] = n

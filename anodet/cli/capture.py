@@ -45,10 +45,12 @@ def capture_cmd(**opts) -> None:
 def _capture(source, out, split, depth_format, stride, interval, max_frames, width, height, fps,
              filters, align, give_up_after, progress, verbose) -> None:
     from anodet.capture import capture, check_split, open_capture_source
-    
+    from anodet.output_guard import refuse_aliases
+
 
     setup_logging(verbose)
     check_split(split)  # before a camera is opened
+    refuse_aliases({"--out": out}, {"--source": source}, folders=("--out",))
     src = open_capture_source(source, width=width, height=height, fps=fps,
                               filters=tuple(parse_list(filters) or ()), align=align,
                               give_up_after=give_up_after)

@@ -8,6 +8,7 @@ import click
 
 from anodet.cli.command import friendly, parse_list, setup_logging
 from anodet.errors import AnodetError
+from anodet.output_guard import model_inputs, refuse_aliases
 
 
 @click.group("export")
@@ -27,6 +28,7 @@ def export_group() -> None:
 def export_onnx_cmd(checkpoint, output, opset, batch, dynamic_batch, fp16, force):
     """Fused graph: preprocessing -> backbone -> ... -> threshold, with parity proof."""
     setup_logging(False)
+    refuse_aliases({"-o": output}, {"--checkpoint": checkpoint})
     from anodet.export.onnx import export_onnx
 
     res = export_onnx(checkpoint, output, opset=opset, batch=None if dynamic_batch else batch, fp16=fp16, force=force)
@@ -58,6 +60,7 @@ def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept
                     force):
     """ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, with measured speed and accuracy."""
     setup_logging(False)
+    refuse_aliases({"-o": output}, {**model_inputs(model), "--calib": calib})
     from anodet.export.quantize import quantize_int8
 
     r = quantize_int8(model, calib, output, max_images=images, max_auroc_drop=max_auroc_drop,
@@ -93,6 +96,9 @@ def export_int8_cmd(model, calib, output, images, method, max_auroc_drop, accept
 def export_tensorrt_cmd(model, output, fp16, min_batch, opt_batch, max_batch, workspace, timing_cache, force):
     """Build a TensorRT engine (raw plan + JSON sidecar) on this machine's GPU."""
     setup_logging(False)
+    # The timing cache is read and written: it must be neither the model nor the engine.
+    refuse_aliases({"-o": output, "the sidecar of -o": Path(f"{output}.json"), "--timing-cache": timing_cache},
+                   model_inputs(model))
     from anodet.export.tensorrt import build_engine
 
     side = build_engine(model, output, fp16=fp16, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
@@ -119,6 +125,8 @@ def export_triton_cmd(model, output, flavour, name, max_batch, instances, queue_
     """Write a Triton Inference Server model repository."""
     from anodet.export.triton import write_repository
 
+    refuse_aliases({"-o": output}, model_inputs(model), folders=("-o",))
+
     path = write_repository(model, output, flavour=flavour, name=name, max_batch=max_batch, instances=instances,
                             queue_delay_us=queue_delay_us, threads=threads, gpu_accelerator=gpu_accelerator,
                             force=force)
@@ -143,6 +151,8 @@ def export_openvino_cmd(model, output, precision, calib, images, max_auroc_drop,
                         recalibrate, nncf_preset, force):
     """OpenVINO IR: FP16 weights, FP32, or INT8 through NNCF with the INT8 accuracy guard."""
     setup_logging(False)
+    refuse_aliases({"-o": output, "the weights of -o": output.with_suffix(".bin")},
+                   {**model_inputs(model), "--calib": calib})
     from anodet.export.openvino import export_openvino
 
     r = export_openvino(model, output, precision=precision, calib=calib, images=images, max_auroc_drop=max_auroc_drop,

@@ -8,6 +8,7 @@ import click
 
 from anodet.cli.command import WEIGHTS_HELP, friendly, parse_list, setup_logging
 from anodet.config import DEFAULT_PRESET, PRESETS
+from anodet.output_guard import model_inputs, refuse_aliases
 
 
 @click.command("train")
@@ -31,6 +32,8 @@ def train_cmd(config_name, data, out, weights, epochs, batch_size, lr, image_siz
               verbose):
     """Train a detector on normal images only."""
     setup_logging(verbose)
+    refuse_aliases({"--out": out}, {"--data": data, "--config": config_name, "--weights": weights},
+                   folders=("--out",))
     from anodet import config as cfgmod
     from anodet.experiment import check_experiment_dir
     from anodet.models.backbone import resolve_weights
@@ -67,6 +70,8 @@ def eval_cmd(checkpoint, model, data, out, save_maps, no_report, device, backend
     from anodet.evaluation.evaluator import evaluate_model, open_model
     from anodet.experiment import check_fresh_output
 
+    refuse_aliases({"--out": out}, {"--checkpoint": checkpoint, **model_inputs(model), "--data": data},
+                   folders=("--out",))
     check_fresh_output(out, ("metrics.json", "report", "maps"), force=force)
 
     mut = open_model(checkpoint, model, device=device, backend=backend)
@@ -138,6 +143,7 @@ def ablate_cmd(data, out, weights, epochs, presets, image_size, device, force):
     setup_logging(False)
     from anodet.experiment import check_fresh_output
 
+    refuse_aliases({"--out": out}, {"--data": data}, folders=("--out",))
     check_fresh_output(out, ("ablation.json", "ablation.md", "ablation.csv"), force=force)
     from anodet.evaluation.ablation import ablate, format_table
 

@@ -34,8 +34,11 @@ def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events,
             max_frames, batch, threads, strict_inputs, verbose):
     """Stream RGB-D frames through an exported model (torch-free)."""
     setup_logging(verbose)
+    from anodet.output_guard import model_inputs, refuse_aliases
     from anodet.runtime import run
 
+    refuse_aliases({"--events": events, "--video": video, "--save-anomalies": save_anomalies},
+                   {**model_inputs(model), "--source": source}, folders=("--save-anomalies",))
     remote = backend != "auto" and backend_spec(backend).remote
     if remote != (url is not None) or (model is None) != remote:
         raise AnodetError("give --model FILE, or --backend triton with --url HOST:PORT (and --model-name)")
@@ -51,6 +54,8 @@ def run_cmd(model, source, backend, url, model_name, timeout, retry_for, events,
         if hasattr(model, "close"):
             model.close()
     click.echo(str(summary), err=events is not None and str(events) == "-")
+    if summary.stopped_by == "source lost":
+        sys.exit(1)  # the events are complete, but a supervisor must see that the camera is gone
 
 
 @click.command("bench")
@@ -70,7 +75,10 @@ def bench_cmd(checkpoint, models, data, backends, batches, warmup, runs, threads
     """Latency, memory, accuracy and parity with ONNX Runtime CPU per backend; exit 1 if one disagrees."""
     setup_logging(False)
     from anodet.experiment import check_fresh_output
+    from anodet.output_guard import model_inputs, refuse_aliases
 
+    for inputs in ({"--checkpoint": checkpoint, "--data": data}, *(model_inputs(m) for m in models)):
+        refuse_aliases({"--out": out}, inputs, folders=("--out",))
     check_fresh_output(out, ("bench.json", "bench.md", "bench.png"), force=force)
     from anodet.bench import ROW_NAMES, bench, exit_status, format_table
 

@@ -6,11 +6,11 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from anodet.data.samples import Sample, load_sample
 from anodet.data.sensor import requantise
 from anodet.preprocess import PreprocessSpec
+from anodet.progress import progress_bar
 
 
 def load_arrays(
@@ -29,7 +29,7 @@ def load_arrays(
     jobs = [(sample, None) for sample in samples] + [(sample, u) for u in units for sample in samples]
     rgb = np.empty((len(jobs), s, s, 3), np.uint8)
     depth = np.empty((len(jobs), s, s), np.float32) if need_depth else None
-    for i, (sample, unit) in enumerate(tqdm(jobs, desc=desc, unit="img", leave=False, disable=len(jobs) < 8)):
+    for i, (sample, unit) in enumerate(progress_bar(jobs, desc=desc, unit="img", leave=False, disable=len(jobs) < 8)):
         step = None if unit is None else (lambda d, u=unit: requantise(d, u, rng))
         r, d, _ = load_sample(sample, spec, need_depth=need_depth, depth_transform=step)
         rgb[i] = r

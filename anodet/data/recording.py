@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from anodet.errors import AnodetError
+from anodet.errors import AnodetError, CaptureError
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,13 @@ def recording_dataset(path: str | Path, *, progress: bool = True) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)  # our own leftover from a crashed run of this process id
     try:
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        res = capture(open_capture_source(str(path)), tmp, "train/normal", depth_format="tiff",
-                      progress=progress)
+        try:
+            res = capture(open_capture_source(str(path)), tmp, "train/normal", depth_format="tiff",
+                          progress=progress)
+        except CaptureError as exc:  # its "kept in <folder>" names the folder removed below
+            cause = exc.failure.replace(f"{tmp}{os.sep}", "")  # paths inside that folder: relative
+            raise AnodetError(f"cannot extract recording {path} into {final.parent}: {cause}; nothing "
+                              "was cached (the partial extraction was removed)") from None
         if res.lost:
             raise AnodetError(f"recording {path}: the SDK did not deliver {res.lost} recorded "
                               "frames; training from a partial recording is refused")

@@ -171,13 +171,15 @@ def _discover_folder(root: Path, need_depth: bool) -> tuple[list, list | None, l
 
 
 def discover(root: str | Path, *, need_depth: bool = True, val_fraction: float = 0.2,
-             seed: int = 0) -> Dataset:
+             seed: int = 0, need_train: bool = True) -> Dataset:
     """Find the images of a dataset in either layout (detected from the folder names).
 
     ``root`` may also be a ``.db3``/``.bag`` RealSense recording of good parts
     (``anodet.data.recording``). Without a validation split, ``val_fraction`` of the training
     images is held out,
     chosen by ``seed``. ``need_depth=False`` (RGB-only models) accepts missing depth files.
+    ``need_train=False`` (evaluation, benchmarks) accepts a folder with only a test split, such
+    as one ``anodet-capture --split test/...`` wrote.
     """
     root = Path(root)
     if not root.exists():
@@ -190,17 +192,19 @@ def discover(root: str | Path, *, need_depth: bool = True, val_fraction: float =
         raise AnodetError(f"dataset root {root} is not a directory; {_EXPECTED}")
     if not 0.0 <= val_fraction < 1.0:
         raise AnodetError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if (root / "train" / "good").is_dir():
+    test_only = not need_train and not (root / "train").is_dir()
+    if (root / "train" / "good").is_dir() or (test_only and (root / "test" / "good").is_dir()):
         layout, train_dir = "mvtec3d", root / "train" / "good" / "rgb"
         train, val, test = _discover_mvtec(root, need_depth)
-    elif (root / "train" / "normal").is_dir():
+    elif (root / "train" / "normal").is_dir() or (
+            test_only and any((root / "test" / d).is_dir() for d in ("normal", "anomaly"))):
         layout, train_dir = "folder", root / "train" / "normal" / "rgb"
         train, val, test = _discover_folder(root, need_depth)
     else:
         cats = [p.name for p in _subdirs(root) if (p / "train" / "good").is_dir()]
         hint = f" (it holds MVTec 3D-AD categories {', '.join(cats[:5])}; pass one)" if cats else ""
         raise AnodetError(f"{root} is in no known dataset layout{hint}; {_EXPECTED}")
-    if not train:
+    if not train and need_train:
         raise AnodetError(f"no training images in {train_dir} (expected {', '.join(RGB_SUFFIXES)})")
     if (root / "test").is_dir() and not test:
         raise AnodetError(f"test split {root / 'test'} holds no images; {_EXPECTED}")

@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from anodet.artifact import DECISION_THRESHOLD, OUTPUT_MAP, OUTPUT_SCORE
 from anodet.calibration import mask_level
@@ -25,6 +24,7 @@ from anodet.errors import AnodetError
 from anodet.evaluation import metrics as M
 from anodet.experiment import failed_run_cleanup, prepare_out_dir
 from anodet.preprocess import PreprocessSpec
+from anodet.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def evaluate_model(mut: ModelUnderTest, data: str | Path, out: str | Path, *, sa
     if batch < 1:
         raise AnodetError(f"--batch must be >= 1, got {batch}")
     need_depth = mut.in_channels == 4
-    ds = discover(data, need_depth=need_depth)
+    ds = discover(data, need_depth=need_depth, need_train=False)
     log.info("data: %s", describe(ds))
     if not ds.test:
         raise AnodetError(f"{data}: the test split is empty; nothing to evaluate")
@@ -113,7 +113,7 @@ def _evaluate(mut, ds, data, out_dir, save_maps, report, batch, max_panels) -> d
     need_depth = mut.in_channels == 4
     labels, scores, masks, maps, types = [], [], [], [], []
     small: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []  # model-size copies for panels
-    bar = tqdm(total=len(ds.test), desc="evaluating", unit="img", leave=False)
+    bar = progress_bar(total=len(ds.test), desc="evaluating", unit="img", leave=False)
     try:
         _predict_all(mut, ds, batch, bar, need_depth, (labels, scores, masks, maps, types), small)
     finally:
@@ -178,7 +178,7 @@ def _write_report(out_dir, samples, result, labels, scores, masks, maps, small, 
     order = sorted(range(len(samples)), key=lambda i: -report.miss_severity(labels[i], scores[i], DECISION_THRESHOLD))
     keep = set(order[:max_panels] if max_panels else order)
     rows = []
-    for i in tqdm(sorted(keep), desc="report", unit="panel", leave=False):
+    for i in progress_bar(sorted(keep), desc="report", unit="panel", leave=False):
         s = samples[i]
         rgb, depth, amap = small[i]
         size = amap.shape[0]

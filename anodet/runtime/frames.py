@@ -17,7 +17,8 @@ import numpy as np
 
 from anodet.runtime.regions import Region
 
-LATENCY_KEYS = ("queue", "preprocess", "inference", "postprocess", "total")
+# processing = preprocess + inference + postprocess (sinks included); total = arrival to verdict
+LATENCY_KEYS = ("queue", "preprocess", "inference", "postprocess", "processing", "total")
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Source(Protocol):
 @dataclass
 class FrameResult:
     """The model's verdict on one frame. anomaly_map float32 S x S and mask uint8 S x S are
-    at model resolution; latency_ms holds LATENCY_KEYS (total = arrival to sinks done)."""
+    at model resolution; latency_ms holds LATENCY_KEYS in ms (anodet.runtime.sinks.latency)."""
 
     score: float
     anomalous: bool

@@ -100,11 +100,13 @@ def judge_batch(
         for sink in visual:
             sink.write(frame, result)
         done = time.perf_counter()
+        post_ms = (done - t_post) * 1000.0
         result.latency_ms = {
             "queue": (t_batch - frame.arrival) * 1000.0,
             "preprocess": pre_ms,
             "inference": inference_ms,
-            "postprocess": (done - t_post) * 1000.0,
+            "postprocess": post_ms,
+            "processing": pre_ms + inference_ms + post_ms,  # what the frame cost, without its wait
             "total": (done - frame.arrival) * 1000.0,
         }
         if event_sink is not None:

@@ -29,9 +29,10 @@ from anodet.runtime.frames import Sink, Source
 from anodet.runtime.judge import judge_batch
 from anodet.runtime.sinks.anomalies import SaveAnomaliesSink
 from anodet.runtime.sinks.events import EventsSink
-from anodet.runtime.sinks.stats import StatsLogger, latency_percentile
+from anodet.runtime.sinks.stats import StatsLogger
 from anodet.runtime.sinks.video import DisplaySink, VideoSink
 from anodet.runtime.sources.forms import open_source
+from anodet.runtime.sources.live import SourceLost
 from anodet.runtime.summary import RunSummary, SkipLog
 
 logger = logging.getLogger(__name__)
@@ -159,8 +160,8 @@ def _stream(
     capture = threading.Thread(
         target=capture_frames, args=(source, queue, stop), name="anodet-capture", daemon=True
     )
-    summary = RunSummary(backend=model.name)
-    stats, skips, failures = StatsLogger(stats_every), SkipLog("skipped"), SkipLog("failed")
+    summary = RunSummary(backend=model.name, live=source.live)
+    stats, skips, failures = StatsLogger(stats_every, source.live), SkipLog("skipped"), SkipLog("failed")
     start = time.perf_counter()
     first_at: float | None = None
     taken = 0
@@ -177,6 +178,10 @@ def _stream(
             want = batch if max_frames is None else min(batch, max_frames - taken)
             frames = queue.get_batch(want, timeout=0.1, wait_full=not source.live)
             if frames is None:
+                if isinstance(queue.error, SourceLost) and taken:  # unplugged mid-stream: end it
+                    logger.error("%s; ending the stream", queue.error)
+                    summary.stopped_by, summary.source_lost = "source lost", str(queue.error)
+                    break
                 if queue.error is not None:
                     raise queue.error
                 summary.stopped_by = "stop" if stop.is_set() else "end"  # capture saw stop first
@@ -207,9 +212,10 @@ def _stream(
     summary.drops, summary.skipped, summary.failed = queue.drops, skips.count, failures.count
     summary.lost = int(getattr(source, "lost", 0))
     summary.reconnects = int(getattr(source, "reconnects", 0))
+    summary.restarts = int(getattr(source, "restarts", 0))
+    summary.mispaired = int(getattr(source, "mispaired", 0))
     summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    summary.latency_p50_ms = latency_percentile(stats.latencies, 50)
-    summary.latency_p95_ms = latency_percentile(stats.latencies, 95)
+    summary.set_latencies(stats.latencies.percentiles())
     summary.input_warnings = list(monitor.problems.values())
     stats.maybe_log(
         drops=summary.drops, skipped=summary.skipped, anomalies=summary.anomalies, force=True,

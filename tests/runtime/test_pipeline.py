@@ -132,12 +132,20 @@ def test_fault_injection_disconnect_and_corrupt_frames(tmp_path, fake_model_path
     assert [r["index"] for r in recs if r["anomalous"]] == [3]
 
 
-def test_source_that_gives_up_raises_and_keeps_events(tmp_path, fake_model_path):
+def test_source_that_gives_up_ends_the_stream_and_keeps_events(tmp_path, fake_model_path):
+    """Issue 24: an unplugged camera ends the stream cleanly; the summary says why."""
     cam = FlakyDevice(total=100, fail_at=3, refusals=10**6, give_up_after=0.3)
     events = tmp_path / "events.jsonl"
+    summary = run(fake_model_path, cam, events=events, queue_size=100, stats_every=0)
+    assert summary.stopped_by == "source lost" and "did not come back" in summary.source_lost
+    assert "stopped by source lost" in str(summary) and "did not come back" in str(summary)
+    assert [r["index"] for r in read_events(events)] == [0, 1, 2] and summary.frames == 3
+
+
+def test_source_that_never_delivered_is_still_an_error(fake_model_path):
+    cam = FlakyDevice(total=100, fail_at=0, refusals=10**6, give_up_after=0.2)
     with pytest.raises(AnodetError, match="did not come back"):
-        run(fake_model_path, cam, events=events, queue_size=100, stats_every=0)
-    assert [r["index"] for r in read_events(events)] == [0, 1, 2]
+        run(fake_model_path, cam, stats_every=0)
 
 
 def test_live_source_drops_oldest_when_inference_is_slow(tmp_path, model_path):

@@ -140,4 +140,4 @@ def test_signal_stops_cleanly_and_loses_no_event(model_path, tmp_path, sig):
     recs = [json.loads(line) for line in text.splitlines()]  # every line complete
     assert summary["stopped_by"] == "stop" and summary["frames"] == len(recs) >= 20
     assert summary["anomalies"] == sum(r["anomalous"] for r in recs) > 0
-    assert f"{sig.name} received" in stderr and "FPS | latency p50" in stderr
+    assert f"{sig.name} received" in stderr and "FPS | arrival-to-decision p50" in stderr and "| processing p50" in stderr

@@ -55,9 +55,11 @@ class TensorRTBackend:
         self._engine: Any = None
         self._runtime: Any = None
         path = Path(engine_path)
+        # The sidecar first: an engine paired with another model's sidecar is named as such
+        # even on a machine without TensorRT.
+        self.sidecar = check_engine_compat(path)
         self._trt = import_tensorrt()
         self._cudart = import_cudart()
-        self.sidecar = check_engine_compat(path)
         self.info: ModelInfo = info_from_metadata(self.sidecar["onnx_metadata"], str(path))
         self.path = path
         self._closed = False

@@ -1,7 +1,8 @@
 """Sinks: where the loop's verdicts go. Torch-free.
 
 Modules: events (JSON lines), video (the heat-map overlay, annotated .mp4, a window),
-anomalies (anomalous frames saved as images and depth), stats (the periodic log line). Every
+anomalies (anomalous frames saved as images and depth), stats (the periodic log line),
+latency (the three latencies a stream reports, kept apart). Every
 sink has ``write(frame, result)`` and ``close()`` (anodet.runtime.frames.Sink) and must not
 lose what it wrote when the process is stopped.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -55,8 +56,15 @@ def draw_overlay(
     return out
 
 
+# Bytes kept free on the video's disk: OpenCV reports no failed write ("Failed to write frame"
+# only in its log), so a full disk would leave a silently truncated, unplayable file. Stopping
+# while this much is left leaves room for the encoder's buffers and the mp4 index.
+VIDEO_RESERVE = 8 << 20
+
+
 class VideoSink:
-    """Annotated mp4 (mp4v) at the camera resolution; opened on the first frame."""
+    """Annotated mp4 (mp4v) at the camera resolution; opened on the first frame. Stops the run
+    (AnodetError) before its disk is full, so the frames written stay playable."""
 
     def __init__(self, path: str | Path, fps: float = 15.0):
         self.path = Path(path)
@@ -64,6 +72,7 @@ class VideoSink:
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
+        self.written = 0
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         img = draw_overlay(frame.rgb, result.anomaly_map, result.mask, result.score)
@@ -86,7 +95,14 @@ class VideoSink:
                 )
         if (w, h) != self._size:
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)  # a writer has one size
+        free = shutil.disk_usage(self.path.parent).free
+        if free < VIDEO_RESERVE:
+            raise AnodetError(
+                f"writing video {self.path} stopped after {self.written} frames: its disk is full "
+                f"({free / 2**20:.1f} MiB left); the frames written before are kept, playable"
+            )
         self._writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        self.written += 1
 
     def _blame_path(self) -> None:
         """AnodetError naming the path when the file itself cannot be created (OpenCV only says

@@ -2,8 +2,9 @@
 
 Modules: forms (the ``--source`` strings, open_source), folder (image folders), synthetic
 (generated frames), live (the reconnecting live source), realsense (RealSense cameras and
-recordings, pyrealsense2 loaded lazily), db3 (frame counts of rosbag2 recordings), recorder
-(writes real .db3 recordings from numpy frames).
+recordings, pyrealsense2 loaded lazily), playback_process (recordings played in a child
+process that may crash), db3 (frame counts of rosbag2 recordings), recorder (writes real .db3
+recordings from numpy frames).
 
 May import: anodet.runtime.frames, anodet.preprocess, anodet.errors (and anodet.data.synthetic
 on first use). Never a backend, a sink, the loop or anodet.serve.

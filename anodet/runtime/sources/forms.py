@@ -63,9 +63,11 @@ def open_source(
     if path.suffix.lower() in RECORDING_SUFFIXES:
         if not path.is_file():
             raise AnodetError(f"recording {path} not found")
-        from anodet.runtime.sources.realsense import RecordingSource
+        from anodet.runtime.sources.playback_process import (
+            IsolatedRecording,  # SDK crashes stay in a child
+        )
 
-        return RecordingSource(path, filters=filters)
+        return IsolatedRecording(path, filters=filters)
     if path.is_dir():
         return FolderSource(path)
     if path.exists():

@@ -16,6 +16,11 @@ from anodet.runtime.frames import Frame
 logger = logging.getLogger(__name__)
 
 
+class SourceLost(AnodetError):
+    """A live device went away and did not come back: the stream ends (anodet-run reports it in
+    its summary); a capture keeps what it wrote."""
+
+
 class LiveSource:
     """Base class for live sources that can lose their device and get it back.
 
@@ -95,7 +100,7 @@ class LiveSource:
                     exc,
                 )
                 if elapsed >= self.give_up_after:
-                    raise AnodetError(
+                    raise SourceLost(
                         f"{self.description} did not come back within {self.give_up_after:g} s "
                         f"({attempt} reconnect attempts; last error: {exc}); check the cable and power"
                     ) from None

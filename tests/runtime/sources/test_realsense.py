@@ -23,6 +23,7 @@ from fake_model import flat_frame, make_fake_model
 from anodet.errors import AnodetError
 from anodet.runtime import open_source, run
 from anodet.runtime.sources.db3 import count_colour_frames
+from anodet.runtime.sources.playback_process import IsolatedRecording
 from anodet.runtime.sources.realsense import RealSenseSource, RecordingSource, make_filters
 from anodet.runtime.sources.recorder import write_recording
 
@@ -48,7 +49,7 @@ def fake_model_path(tmp_path_factory):
 def test_recording_plays_back_every_frame_exactly(recording):
     path, frames = recording
     source = open_source(str(path))
-    assert isinstance(source, RecordingSource) and not source.live
+    assert isinstance(source, IsolatedRecording) and not source.live  # the SDK plays in a child
     got = list(source)
     assert [f.index for f in got] == list(range(len(BUMPS)))
     assert source.fps == 30
