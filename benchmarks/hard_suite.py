@@ -9,8 +9,8 @@ AU-PRO, recall per family at the calibrated threshold and the share of good part
     .venv/bin/python benchmarks/hard_suite.py --seeds 0,1 --only rgbd_lite relief16 --out /tmp/hard
     .venv/bin/python benchmarks/hard_suite.py --variant 'r24={"preset": "rgbd_lite", "data": {"depth_relief_sigma": 24}}'
 
-Every run appends one JSON line per (variant, seed) to OUT/results.jsonl and writes
-``benchmarks/results/hard_suite.json`` with the table's numbers. ``--difficulty standard``
+Every run appends one JSON line per (variant, seed) to OUT/results.jsonl and merges its rows into
+``benchmarks/results/hard_suite_<difficulty>.json`` (table included). ``--difficulty standard``
 runs the same variants on the standard widget suite (for the "no loss elsewhere" check).
 """
 
@@ -34,7 +34,7 @@ from anodet.models.backbone import resolve_weights
 from anodet.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import RESULTS, write_result
 
 # The candidates of issue 22, named as in benchmarks/README.md ("Hard suite"). Each states every key
 # it relies on, so a row means the same whatever rgbd_lite's defaults are when it is rerun.
@@ -154,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out / "results.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(table([row], families).splitlines()[-1], flush=True)  # one line per run, as it lands
-    md = table(rows, families)
-    print(md)
-    write_result(f"hard_suite_{args.difficulty}", {"args": {k: str(v) for k, v in vars(args).items()},
-                                                   "rows": rows, "table": md})
+    print(table(rows, families))
+    # Merged by (variant, seed) into the results file, so the suite can be run in parts (and in
+    # parallel processes, one variant list each) and the file still holds every row.
+    name = f"hard_suite_{args.difficulty}"
+    path = RESULTS / f"{name}.json"
+    kept = json.loads(path.read_text())["rows"] if path.is_file() else []
+    done = {(r["variant"], r["seed"]) for r in rows}
+    merged = [r for r in kept if (r["variant"], r["seed"]) not in done] + rows
+    write_result(name, {"args": {k: str(v) for k, v in vars(args).items()}, "rows": merged,
+                        "table": table(merged, families)})
     return 0
 
 
