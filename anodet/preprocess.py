@@ -244,8 +244,7 @@ def prepare_frame(
     if spec.depth_sigma > 0:  # sigma is given at model size: scale it to this frame
         h, w = depth.shape
         depth = smooth_depth(depth, spec.depth_sigma * w / size, spec.depth_sigma * h / size)
-    if spec.depth_relief_sigma > 0:
-        h, w = depth.shape
-        depth = local_relief(depth, spec.depth_relief_sigma * w / size, spec.depth_relief_sigma * h / size,
-                             step_m=spec.depth_relief_step)
-    return out_rgb, resize_depth(depth, size)
+    depth = resize_depth(depth, size)
+    if spec.depth_relief_sigma > 0:  # at model size: its cost no longer grows with the camera's resolution
+        depth = local_relief(depth, spec.depth_relief_sigma, step_m=spec.depth_relief_step)
+    return out_rgb, depth

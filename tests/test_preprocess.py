@@ -280,7 +280,7 @@ def test_local_relief_removes_pose_and_keeps_a_dent():
     assert inner[64, 64] > 0.0015  # ... and most of the 2 mm dent stays
 
 
-def test_prepare_frame_relief_scales_sigma_to_the_frame():
+def test_prepare_frame_relief_is_taken_at_model_size_whatever_the_camera_resolution():
     _yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
     depth = (0.5 + 0.0001 * xx + 0.001 * np.sin(xx / 9.0)).astype(np.float32)
     rgb = np.zeros((256, 256, 3), np.uint8)
